@@ -1,0 +1,101 @@
+"""checkpoint.h5: the full TrainState, written atomically (temporary file, fsync, rename)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .config import ConfigError
+from .obs_norm import ObsStats
+from .optimizers import OptimizerState
+from .state import TrainState
+
+SCHEMA_VERSION = 1
+CHECKPOINT = "checkpoint.h5"
+
+_DATASETS = {
+    "theta": ("1", "policy parameters (float32, flat, layer by layer: W then b)"),
+    "optimizer/m": ("1", "Adam first moment, or SGD velocity"),
+    "optimizer/v": ("1", "Adam second moment (unused by SGD)"),
+    "obs_stats/sum": ("observation units", "sum of raw observations seen by the statistics"),
+    "obs_stats/sumsq": ("observation units^2", "sum of squared raw observations"),
+}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(run_dir: Path, state: TrainState, attrs: dict) -> Path:
+    """Write the state and `attrs` (job text, digests, noise identity) so that a crash leaves either the
+    old or the new file, never a torn one."""
+    final = Path(run_dir) / CHECKPOINT
+    tmp = final.with_name("." + CHECKPOINT + ".tmp")
+    arrays = {
+        "theta": state.theta,
+        "optimizer/m": state.opt.m,
+        "optimizer/v": state.opt.v,
+        "obs_stats/sum": state.obs.total,
+        "obs_stats/sumsq": state.obs.total_sq,
+    }
+    with h5py.File(tmp, "w") as f:
+        for name, data in arrays.items():
+            # fletcher32 checksums let a load detect flipped or truncated data.
+            ds = f.create_dataset(name, data=data, chunks=True, fletcher32=True)
+            ds.attrs["units"], ds.attrs["description"] = _DATASETS[name]
+        f["optimizer"].attrs["step"] = state.opt.step
+        f["obs_stats"].attrs["count"] = state.obs.count
+        root = {
+            "schema_version": SCHEMA_VERSION,
+            "es_mpi_version": __version__,
+            "generation": state.generation,
+            "timesteps": state.timesteps,
+            "episodes": state.episodes,
+            "episode_cap": state.episode_cap,
+            "wall_s": state.wall_s,
+            **attrs,
+        }
+        for key, value in root.items():
+            f.attrs[key] = value
+        f.flush()
+        os.fsync(f.id.get_vfd_handle())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    return final
+
+
+def read_checkpoint(path: Path) -> tuple[TrainState, dict]:
+    """The state and root attributes; any unreadable, corrupt or foreign file is a ConfigError."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            version = int(attrs.get("schema_version", -1))
+            if version != SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{path}: checkpoint schema_version {version} is not {SCHEMA_VERSION}, which this es-mpi "
+                    f"{__version__} reads; use the es-mpi version that wrote it"
+                )
+            state = TrainState(
+                generation=int(attrs["generation"]),
+                timesteps=int(attrs["timesteps"]),
+                episodes=int(attrs["episodes"]),
+                episode_cap=int(attrs["episode_cap"]),
+                wall_s=float(attrs["wall_s"]),
+                theta=f["theta"][...],
+                opt=OptimizerState(int(f["optimizer"].attrs["step"]), f["optimizer/m"][...], f["optimizer/v"][...]),
+                obs=ObsStats(float(f["obs_stats"].attrs["count"]), f["obs_stats/sum"][...], f["obs_stats/sumsq"][...]),
+            )
+    except ConfigError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"{path}: checkpoint is unreadable or corrupt ({exc}); restore it or use a new --run-dir")
+    return state, attrs

@@ -1,0 +1,143 @@
+"""`es-mpi` command line: argument parsing, start-up broadcast, exit statuses (0 done, 2 bad input,
+3 stopped by a signal after a checkpoint, 1 anything else)."""
+
+from __future__ import annotations
+
+import os
+
+# One BLAS thread per rank: ranks already fill the cores, extra threads only contend.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="es-mpi", description="MPI Evolution Strategies trainer")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a policy from a job file (under mpiexec, srun, or alone)")
+    t.add_argument("job", help="YAML job file, e.g. jobs/default.yaml")
+    t.add_argument("--run-dir", help="output directory (default results/runs/<job>-seed<seed>)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a job key, e.g. --set es.sigma=0.05 (value parsed as YAML); repeatable")
+    t.add_argument("--resume", choices=["never", "auto", "must"], default="never",
+                   help="never: refuse an existing run (default); auto: continue if a checkpoint exists; "
+                   "must: fail without one")
+    return p
+
+
+def _install_abort_hook(comm) -> None:
+    """An exception on one rank must end all ranks, not leave them blocked in a collective."""
+
+    def hook(exc_type, exc, tb):
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        sys.stderr.write(f"es-mpi: rank {comm.rank} of {comm.size} failed, aborting all ranks:\n{text}")
+        comm.abort(1)
+
+    sys.excepthook = hook
+
+
+def _startup(args) -> tuple[dict, dict]:
+    """Rank 0: validate everything and open the run directory before any rank does MPI work."""
+    from .config import ConfigError, load_job
+    from .envs import make_env
+    from .policy import make_policy
+    from .runs import default_run_dir, open_run
+    from .trainer import initial_state
+
+    job = load_job(args.job, args.overrides)
+    env, limit = make_env(job.env, args.job)
+    policy = make_policy(job.policy, env)
+    if job.es.noise_table_size < policy.num_params + 1:
+        raise ConfigError(
+            f"{args.job}: es.noise_table_size {job.es.noise_table_size:,} is smaller than the policy's "
+            f"{policy.num_params:,} parameters; raise it (the paper used 250000000)"
+        )
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.job, job)
+    state, noise_fingerprint = open_run(run_dir, job, args.resume)
+    resumed = state is not None
+    if state is None:
+        state = initial_state(job, policy, limit)
+    elif state.theta.size != policy.num_params:
+        raise ConfigError(f"{run_dir}: checkpoint has {state.theta.size} parameters, the job's policy "
+                          f"{policy.num_params}; use another --run-dir")
+    header = {
+        "job": job.to_dict(), "source": args.job, "run_dir": str(run_dir), "resumed": resumed,
+        "generation": state.generation, "timesteps": state.timesteps, "episodes": state.episodes,
+        "episode_cap": state.episode_cap, "wall_s": state.wall_s, "opt_step": state.opt.step,
+        "obs_count": state.obs.count, "noise_fingerprint": noise_fingerprint,
+    }
+    arrays = {"theta": state.theta, "m": state.opt.m, "v": state.opt.v, "obs_sum": state.obs.total,
+              "obs_sumsq": state.obs.total_sq}
+    return header, arrays
+
+
+def train_command(args) -> int:
+    from .config import ConfigError, job_from_dict
+    from .envs import make_env
+    from .mpi import get_comm
+    from .noise import make_noise, noise_fingerprint
+    from .obs_norm import ObsStats
+    from .optimizers import OptimizerState
+    from .policy import make_policy
+    from .runs import Recorder
+    from .signals import StopFlag
+    from .state import TrainState
+    from .trainer import Context, train
+
+    comm = get_comm()
+    if comm.size > 1:
+        _install_abort_hook(comm)
+    header, arrays = {}, {}
+    if comm.rank == 0:
+        try:
+            header, arrays = _startup(args)
+        except ConfigError as exc:
+            header = {"error": str(exc)}
+    header = comm.bcast_json(header)
+    if "error" in header:
+        if comm.rank == 0:
+            print(f"es-mpi: error: {header['error']}", file=sys.stderr)
+        return 2
+    got = {k: comm.bcast_array(arrays.get(k)) for k in ("theta", "m", "v", "obs_sum", "obs_sumsq")}
+    job = job_from_dict(header["job"], header["source"])
+    state = TrainState(
+        header["generation"], header["timesteps"], header["episodes"], header["episode_cap"], header["wall_s"],
+        got["theta"], OptimizerState(header["opt_step"], got["m"], got["v"]),
+        ObsStats(header["obs_count"], got["obs_sum"], got["obs_sumsq"]),
+    )
+    env, limit = make_env(job.env, header["source"])
+    policy = make_policy(job.policy, env)
+    noise = make_noise(job.es.noise_table_size, job.es.noise_seed)
+    ctx = Context(job, comm, env, limit, policy, noise)
+    if header["resumed"] and header["noise_fingerprint"] not in (None, noise_fingerprint(noise)):
+        raise ConfigError(f"{header['run_dir']}: the checkpoint was made with a different noise table "
+                          "(numpy's generator changed?); results would not continue the run")
+    record = None
+    if comm.rank == 0:
+        run_dir = Path(header["run_dir"])
+        identity = {"noise_fingerprint": noise_fingerprint(noise), "num_params": policy.num_params,
+                    "env_id": job.env.id}
+        record = Recorder(run_dir, job, state, identity)
+        what = f"resuming at generation {state.generation}" if header["resumed"] else "new run"
+        print(f"es-mpi: {what} in {run_dir}: {job.env.id}, {policy.num_params:,} parameters, "
+              f"{job.es.pairs} pairs/generation, {comm.size} rank(s)", flush=True)
+    stop = StopFlag().install()
+    code, state = train(ctx, state, record, stop)
+    if record:
+        record.close(state, code)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "train":
+        return train_command(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

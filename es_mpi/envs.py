@@ -1,0 +1,33 @@
+"""Environment creation and checks; the trainer steps the unwrapped env and applies the cap itself."""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+from .config import ConfigError, EnvConfig
+
+
+def check_env_id(env_id: str, source: str) -> None:
+    """Reject an id gymnasium does not know, listing close matches."""
+    import gymnasium as gym
+
+    if env_id in gym.envs.registry:
+        return
+    near = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(near)}?" if near else "; see gymnasium.envs.registry for the known ids"
+    raise ConfigError(f"{source}: env.id {env_id!r} is not a registered gymnasium environment{hint}")
+
+
+def make_env(cfg: EnvConfig, source: str = "job"):
+    """(unwrapped env, its own episode limit). Wrappers are skipped: the rollout loop caps episodes."""
+    import gymnasium as gym
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    check_env_id(cfg.id, source)
+    try:
+        env = gym.make(cfg.id, **cfg.kwargs)
+    except Exception as exc:  # env constructors raise many types for bad kwargs
+        raise ConfigError(f"{source}: cannot make env {cfg.id!r} with env.kwargs {cfg.kwargs}: {exc}") from None
+    limit = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
+    return env.unwrapped, int(limit)

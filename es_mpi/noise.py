@@ -1,0 +1,39 @@
+"""The shared noise table: one block of N(0, 1) float32 numbers every rank can rebuild from a seed.
+
+A perturbation is an offset into the table, so ranks exchange offsets (integers), never vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+# Blocks keep the peak memory of table creation at the table itself; PCG64 output does not
+# depend on how the draw is split, so the table is the same for any block size.
+_BLOCK = 1 << 24
+
+
+def fill_noise(out: np.ndarray, seed: int) -> None:
+    """Fill `out` (float32, 1-D) with standard normal numbers from `seed`, in place."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    for start in range(0, out.size, _BLOCK):
+        rng.standard_normal(out=out[start : start + _BLOCK], dtype=np.float32)
+
+
+def make_noise(size: int, seed: int) -> np.ndarray:
+    """A fresh private noise table of `size` float32 entries."""
+    table = np.empty(size, dtype=np.float32)
+    fill_noise(table, seed)
+    return table
+
+
+def noise_fingerprint(table: np.ndarray) -> str:
+    """A short hash of the table's head and tail: checkpoints store it to detect a different table."""
+    head_tail = np.concatenate([table[:4096], table[-4096:]])
+    return hashlib.sha256(head_tail.tobytes()).hexdigest()[:16]
+
+
+def sample_offsets(rng: np.random.Generator, count: int, table_size: int, dim: int) -> np.ndarray:
+    """`count` offsets drawn uniformly in [0, table_size - dim], as int64."""
+    return rng.integers(0, table_size - dim + 1, size=count, dtype=np.int64)

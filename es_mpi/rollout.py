@@ -1,0 +1,50 @@
+"""Episodes: one policy, one env, one seed; the result depends on nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .obs_norm import ObsStats, accumulate, normalise
+from .policy import MlpPolicy
+
+
+@dataclass(frozen=True)
+class Episode:
+    ret: float
+    length: int
+    stats: ObsStats | None  # raw-observation statistics, when asked for
+
+
+def run_episode(
+    env,
+    policy: MlpPolicy,
+    theta: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    cap: int,
+    env_seed: int,
+    noise_rng: np.random.Generator | None = None,
+    noise_std: float = 0.0,
+    collect_stats: bool = False,
+) -> Episode:
+    """Run until termination or `cap` steps; Gaussian action noise only when `noise_rng` is given."""
+    layers = policy.layers(theta)
+    obs, _ = env.reset(seed=env_seed)
+    seen = [] if collect_stats else None
+    total, steps = 0.0, 0
+    noisy = noise_rng is not None and noise_std > 0
+    while steps < cap:
+        if seen is not None:
+            seen.append(obs)
+        action = policy.act(layers, normalise(obs, mean, std))
+        if noisy:
+            action = action + np.float32(noise_std) * noise_rng.standard_normal(action.shape, dtype=np.float32)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        steps += 1
+        if terminated or truncated:
+            break
+    stats = accumulate(np.asarray(seen)) if seen else None
+    return Episode(total, steps, stats)

@@ -1,0 +1,102 @@
+"""Run directories on rank 0: create or resume, never overwrite, and record each generation."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .checkpoint import CHECKPOINT, read_checkpoint, write_checkpoint
+from .config import BUDGET_KEYS, ConfigError, Job, job_from_dict, parse_yaml
+from .metrics import MetricsLog
+from .state import TrainState
+from .trainer import progress_line
+
+JOB_FILE = "job.yaml"
+
+
+def default_run_dir(job_path: str, job: Job) -> Path:
+    """Stable for a given job file and seed, so that a requeued job finds its own run."""
+    return Path("results") / "runs" / f"{Path(job_path).stem}-seed{job.run.seed}"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) and v and k != "kwargs" else {key: v})
+    return out
+
+
+def job_differences(old: Job, new: Job) -> list[str]:
+    """Dotted keys whose values differ, budget keys excluded."""
+    a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return sorted(k for k in set(a) | set(b) if k not in BUDGET_KEYS and a.get(k) != b.get(k))
+
+
+def _refuse_other_job(stored: Job, job: Job, where: Path) -> None:
+    diff = job_differences(stored, job)
+    if diff:
+        shown = ", ".join(f"{k}: {_flatten(stored.to_dict()).get(k)!r} -> {_flatten(job.to_dict()).get(k)!r}"
+                          for k in diff[:3])
+        raise ConfigError(
+            f"{where}: holds a different job ({shown}); only run.generations and run.timesteps may change "
+            "on resume; use another --run-dir for a new job"
+        )
+
+
+def open_run(run_dir: Path, job: Job, resume: str) -> tuple[TrainState | None, str | None]:
+    """Check `run_dir` against the job and the resume mode; return the checkpoint's state and noise
+    fingerprint, or (None, None) to start fresh. Raises ConfigError, touching nothing, when the
+    directory must not be used."""
+    ckpt = run_dir / CHECKPOINT
+    if resume == "never":
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigError(
+                f"{run_dir}: run directory already holds a run; pass --resume auto to continue it, "
+                "or --run-dir to start a new one"
+            )
+        return None, None
+    if not ckpt.exists():
+        if resume == "must":
+            raise ConfigError(f"{ckpt}: no checkpoint to resume (--resume must); use --resume auto to start fresh")
+        stored = run_dir / JOB_FILE
+        if stored.exists():
+            _refuse_other_job(job_from_dict(parse_yaml(stored.read_text(), str(stored)), str(stored)), job, run_dir)
+        return None, None
+    state, attrs = read_checkpoint(ckpt)
+    stored_job = job_from_dict(parse_yaml(str(attrs.get("job_yaml", "")), f"{ckpt}:job_yaml"), f"{ckpt}:job_yaml")
+    _refuse_other_job(stored_job, job, ckpt)
+    return state, attrs.get("noise_fingerprint")
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Recorder:
+    """Rank 0's writer: metrics row and progress line every generation, checkpoints when asked."""
+
+    def __init__(self, run_dir: Path, job: Job, state: TrainState, identity: dict) -> None:
+        self.run_dir, self.job = run_dir, job
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_text_atomically(run_dir / JOB_FILE, job.to_yaml())
+        self.attrs = {"job_yaml": job.to_yaml(), "job_digest": job.digest(), **identity}
+        self.metrics = MetricsLog(run_dir, state.generation, self.attrs)
+
+    def __call__(self, state: TrainState, row: dict, checkpoint: bool) -> None:
+        self.metrics.append(row)
+        print(progress_line(self.job, row), flush=True)
+        if checkpoint:
+            write_checkpoint(self.run_dir, state, self.attrs)
+
+    def close(self, state: TrainState, code: int) -> None:
+        self.metrics.close()
+        word = {0: "done", 3: "stopped by a signal; resume with --resume auto"}.get(code, f"exit {code}")
+        print(f"{word}: generation {state.generation}, {state.timesteps:,} timesteps, "
+              f"checkpoint {self.run_dir / CHECKPOINT}", file=sys.stdout, flush=True)

@@ -1,0 +1,218 @@
+"""The generation loop: evaluate this rank's pairs, gather scalars, apply the same update everywhere."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import seeds
+from .config import Job
+from .gradient import es_gradient
+from .mpi import LocalComm
+from .noise import sample_offsets
+from .obs_norm import ObsStats
+from .optimizers import OptimizerState, adam_step, init_state, sgd_step
+from .policy import MlpPolicy
+from .ranks import centered_ranks
+from .rollout import run_episode
+from .state import TrainState
+
+# Row layout of a rollout result: kind (0 pair, 1 eval), index, return a, return b, length a, length b.
+PAIR, EVAL = 0.0, 1.0
+ROW = 6
+HEADER = 5  # rollout seconds, theta checksum, stop flag, result rows, statistics rows
+
+
+class TrainingError(RuntimeError):
+    """A run-time fault the user must see: drifted replicas, non-finite returns."""
+
+
+@dataclass
+class Context:
+    """What every rank builds once at start-up and never changes."""
+
+    job: Job
+    comm: LocalComm
+    env: object
+    env_limit: int
+    policy: MlpPolicy
+    noise: np.ndarray
+
+
+def initial_state(job: Job, policy: MlpPolicy, env_limit: int) -> TrainState:
+    theta = policy.init_theta(seeds.stream(job.run.seed, seeds.INIT))
+    cap = env_limit if job.env.episode_cap == "env" else min(job.env.adaptive.start, env_limit)
+    return TrainState(0, 0, 0, cap, 0.0, theta, init_state(theta.size), ObsStats.empty(policy.obs_dim))
+
+
+def optimizer_step(job: Job, theta: np.ndarray, grad: np.ndarray, opt: OptimizerState):
+    """Minimise -F + l2/2 |theta|^2: the ES ascent direction is negated and weight decay added."""
+    loss_grad = -grad + np.float32(job.es.l2) * theta
+    o = job.optimizer
+    if o.kind == "adam":
+        return adam_step(theta, loss_grad, opt, o.lr, o.beta1, o.beta2, o.epsilon)
+    return sgd_step(theta, loss_grad, opt, o.lr, o.momentum)
+
+
+def is_eval_generation(job: Job, g: int) -> bool:
+    every = job.run.eval_every
+    return every > 0 and (g % every == 0 or g == job.run.generations - 1)
+
+
+def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's share of the generation: result rows and observation-statistics rows.
+
+    Pair j runs on rank j mod size; every number it produces depends only on (theta, j, seeds), and both
+    members share the env seed and the action-noise stream (common random numbers).
+    """
+    job, comm, policy = ctx.job, ctx.comm, ctx.policy
+    n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
+    take_stats = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
+    if job.policy.obs_norm:
+        mean, std = state.obs.mean_std()
+    else:
+        mean, std = np.zeros(policy.obs_dim, np.float32), np.ones(policy.obs_dim, np.float32)
+    rows, stat_rows = [], []
+    sigma = np.float32(job.es.sigma)
+    for j in range(comm.rank, n, comm.size):
+        perturbation = sigma * ctx.noise[offsets[j] : offsets[j] + dim]
+        env_seed = seeds.derive_seed(seed, g, j, seeds.ENV)
+        eps = []
+        for theta in (state.theta + perturbation, state.theta - perturbation):
+            eps.append(run_episode(
+                ctx.env, policy, theta, mean, std, state.episode_cap, env_seed,
+                seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]),
+            ))
+        rows.append([PAIR, j, eps[0].ret, eps[1].ret, eps[0].length, eps[1].length])
+        if take_stats[j]:
+            stat_rows.append(np.concatenate([[j], eps[0].stats.add(eps[1].stats).pack()]))
+    if is_eval_generation(job, g):
+        # Evaluation episodes continue the round robin where the pairs stopped, to even out the load.
+        for e in range((comm.rank - n) % comm.size, job.run.eval_episodes, comm.size):
+            ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, seeds.derive_seed(seed, g, e, seeds.EVAL))
+            rows.append([EVAL, e, ep.ret, 0.0, ep.length, 0])
+    stat_width = 2 + 2 * policy.obs_dim
+    return np.asarray(rows, np.float64).reshape(-1, ROW), np.asarray(stat_rows, np.float64).reshape(-1, stat_width)
+
+
+def theta_checksum(theta: np.ndarray) -> int:
+    return zlib.crc32(theta.tobytes())
+
+
+def generation(ctx: Context, state: TrainState, stop: bool) -> tuple[TrainState, dict, bool]:
+    """Run generation `state.generation` on every rank; returns the new state, its metrics row and
+    whether any rank asked to stop."""
+    job, comm, policy = ctx.job, ctx.comm, ctx.policy
+    g, n = state.generation, job.es.pairs
+    t_start = time.perf_counter()
+    offsets = sample_offsets(seeds.stream(job.run.seed, g, seeds.OFFSETS), n, ctx.noise.size, policy.num_params)
+    rows, stat_rows = rollouts(ctx, state, g, offsets)
+    rollout_s = time.perf_counter() - t_start
+    header = [rollout_s, theta_checksum(state.theta), float(bool(stop)), len(rows), len(stat_rows)]
+    blocks = comm.gather_blocks(np.concatenate([header, rows.ravel(), stat_rows.ravel()]))
+    comm_s = time.perf_counter() - t_start - rollout_s
+
+    t_update = time.perf_counter()
+    heads = np.array([b[:HEADER] for b in blocks])
+    if len(set(heads[:, 1].tolist())) != 1:
+        raise TrainingError(
+            f"generation {g}: parameter replicas drifted apart across ranks (checksums {heads[:, 1].astype(int).tolist()})"
+        )
+    all_rows = np.concatenate([b[HEADER : HEADER + int(h[3]) * ROW] for b, h in zip(blocks, heads)]).reshape(-1, ROW)
+    stat_width = 2 + 2 * policy.obs_dim
+    all_stats = np.concatenate([b[HEADER + int(h[3]) * ROW :] for b, h in zip(blocks, heads)]).reshape(-1, stat_width)
+
+    pairs = all_rows[all_rows[:, 0] == PAIR]
+    pairs = pairs[np.argsort(pairs[:, 1], kind="stable")]
+    if not np.array_equal(pairs[:, 1], np.arange(n)):
+        raise TrainingError(f"generation {g}: gathered pair indices are not 0..{n - 1} exactly once")
+    returns, lengths = pairs[:, 2:4], pairs[:, 4:6].astype(np.int64)
+    bad = np.argwhere(~np.isfinite(returns))
+    if bad.size:
+        j, side = bad[0]
+        raise TrainingError(
+            f"generation {g}: pair {j} ({'+-'[side]} perturbation) returned {returns[j, side]}; "
+            "the env or policy produced a non-finite number"
+        )
+
+    grad = es_gradient(ctx.noise, offsets, centered_ranks(returns), policy.num_params)
+    theta, opt = optimizer_step(job, state.theta, grad, state.opt)
+
+    obs = state.obs
+    for row in all_stats[np.argsort(all_stats[:, 0], kind="stable")]:
+        obs = obs.add(ObsStats.unpack(row[1:]))
+
+    cap = state.episode_cap
+    if job.env.episode_cap == "adaptive" and np.mean(lengths == cap) >= job.env.adaptive.fraction:
+        cap = min(int(cap * job.env.adaptive.ratio), ctx.env_limit)
+    update_s = time.perf_counter() - t_update
+
+    evals = all_rows[all_rows[:, 0] == EVAL]
+    evals = evals[np.argsort(evals[:, 1], kind="stable")]
+    gen_s = time.perf_counter() - t_start
+    steps = int(lengths.sum())
+    rank_rollout = heads[:, 0]
+    wait = rank_rollout.max() - rank_rollout
+    new_state = TrainState(
+        g + 1, state.timesteps + steps, state.episodes + 2 * n, cap, state.wall_s + gen_s, theta, opt, obs
+    )
+    row = {
+        "generation": g,
+        "timesteps": new_state.timesteps,
+        "episodes": new_state.episodes,
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "return_min": float(returns.min()),
+        "return_max": float(returns.max()),
+        "length_mean": float(lengths.mean()),
+        "eval_return": float(evals[:, 2].mean()) if len(evals) else np.nan,
+        "eval_length": float(evals[:, 4].mean()) if len(evals) else np.nan,
+        "episode_cap": state.episode_cap,
+        "theta_norm": float(np.linalg.norm(theta.astype(np.float64))),
+        "grad_norm": float(np.linalg.norm(grad.astype(np.float64))),
+        "wall_s": new_state.wall_s,
+        "generation_s": gen_s,
+        "rollout_s": float(rank_rollout.mean()),
+        "wait_s": float(wait.mean()),
+        "comm_s": max(comm_s - float(wait[comm.rank]), 0.0),
+        "update_s": update_s,
+        "steps_per_s": (steps + float(evals[:, 4].sum())) / gen_s,
+        "ranks": comm.size,
+    }
+    return new_state, row, bool(heads[:, 2].any())
+
+
+def budget_left(job: Job, state: TrainState) -> bool:
+    if state.generation >= job.run.generations:
+        return False
+    return job.run.timesteps is None or state.timesteps < job.run.timesteps
+
+
+def progress_line(job: Job, row: dict) -> str:
+    ev = row["eval_return"]
+    ev_text = f"{ev:9.1f}" if np.isfinite(ev) else " " * 9
+    total = row["generation_s"] or 1.0
+    return (
+        f"gen {row['generation'] + 1:>4}/{job.run.generations} | return mean {row['return_mean']:9.1f} "
+        f"max {row['return_max']:9.1f} | eval {ev_text} | steps {row['timesteps']:>10,} | "
+        f"{row['steps_per_s']:8,.0f} steps/s | {row['generation_s']:6.2f}s: rollout {row['rollout_s'] / total:4.0%} "
+        f"wait {row['wait_s'] / total:4.0%} update {row['update_s'] / total:4.0%}"
+    )
+
+
+def train(ctx: Context, state: TrainState, record, stop) -> tuple[int, TrainState]:
+    """Run generations until the budget is spent (exit status 0) or a rank asked to stop (3).
+
+    `record(state, row, checkpoint)` is rank 0's writer (None elsewhere); `stop` is truthy once a signal came.
+    """
+    every = ctx.job.run.checkpoint_every
+    while budget_left(ctx.job, state):
+        state, row, stop_now = generation(ctx, state, bool(stop))
+        if record:
+            record(state, row, stop_now or state.generation % every == 0 or not budget_left(ctx.job, state))
+        if stop_now:
+            return 3, state
+    return 0, state
