@@ -97,5 +97,7 @@ def read_checkpoint(path: Path) -> tuple[TrainState, dict]:
     except ConfigError:
         raise
     except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"{path}: checkpoint is unreadable or corrupt ({exc}); restore it or use a new --run-dir")
+        raise ConfigError(
+            f"{path}: checkpoint is unreadable or corrupt ({exc}); restore it or use a new --run-dir"
+        ) from None
     return state, attrs

@@ -250,7 +250,9 @@ def load_job(path: str | Path, overrides: list[str] = ()) -> Job:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{source}: job file not found; give the path of a YAML job, e.g. jobs/default.yaml") from None
+        raise ConfigError(
+            f"{source}: job file not found; give the path of a YAML job, e.g. jobs/default.yaml"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot read job file: {exc}") from None
     raw = parse_yaml(text, source)

@@ -58,8 +58,10 @@ def optimizer_step(job: Job, theta: np.ndarray, grad: np.ndarray, opt: Optimizer
 
 
 def is_eval_generation(job: Job, g: int) -> bool:
+    """Generation 0 and every eval_every-th after; independent of the budget, so that a run extended on
+    resume records exactly the metrics of one that was planned longer."""
     every = job.run.eval_every
-    return every > 0 and (g % every == 0 or g == job.run.generations - 1)
+    return every > 0 and g % every == 0
 
 
 def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +94,8 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
     if is_eval_generation(job, g):
         # Evaluation episodes continue the round robin where the pairs stopped, to even out the load.
         for e in range((comm.rank - n) % comm.size, job.run.eval_episodes, comm.size):
-            ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, seeds.derive_seed(seed, g, e, seeds.EVAL))
+            env_seed = seeds.derive_seed(seed, g, e, seeds.EVAL)
+            ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, env_seed)
             rows.append([EVAL, e, ep.ret, 0.0, ep.length, 0])
     stat_width = 2 + 2 * policy.obs_dim
     return np.asarray(rows, np.float64).reshape(-1, ROW), np.asarray(stat_rows, np.float64).reshape(-1, stat_width)
@@ -119,11 +122,13 @@ def generation(ctx: Context, state: TrainState, stop: bool) -> tuple[TrainState,
     heads = np.array([b[:HEADER] for b in blocks])
     if len(set(heads[:, 1].tolist())) != 1:
         raise TrainingError(
-            f"generation {g}: parameter replicas drifted apart across ranks (checksums {heads[:, 1].astype(int).tolist()})"
+            f"generation {g}: parameter replicas drifted apart across ranks "
+            f"(checksums {heads[:, 1].astype(int).tolist()})"
         )
-    all_rows = np.concatenate([b[HEADER : HEADER + int(h[3]) * ROW] for b, h in zip(blocks, heads)]).reshape(-1, ROW)
+    ends = [HEADER + int(h[3]) * ROW for h in heads]
+    all_rows = np.concatenate([b[HEADER:end] for b, end in zip(blocks, ends)]).reshape(-1, ROW)
     stat_width = 2 + 2 * policy.obs_dim
-    all_stats = np.concatenate([b[HEADER + int(h[3]) * ROW :] for b, h in zip(blocks, heads)]).reshape(-1, stat_width)
+    all_stats = np.concatenate([b[end:] for b, end in zip(blocks, ends)]).reshape(-1, stat_width)
 
     pairs = all_rows[all_rows[:, 0] == PAIR]
     pairs = pairs[np.argsort(pairs[:, 1], kind="stable")]
@@ -194,12 +199,13 @@ def budget_left(job: Job, state: TrainState) -> bool:
 def progress_line(job: Job, row: dict) -> str:
     ev = row["eval_return"]
     ev_text = f"{ev:9.1f}" if np.isfinite(ev) else " " * 9
-    total = row["generation_s"] or 1.0
+    parts = {k: row[k + "_s"] for k in ("rollout", "wait", "comm", "update")}
+    total = sum(parts.values()) or 1.0
+    split = " ".join(f"{k} {v / total:4.0%}" for k, v in parts.items())
     return (
         f"gen {row['generation'] + 1:>4}/{job.run.generations} | return mean {row['return_mean']:9.1f} "
-        f"max {row['return_max']:9.1f} | eval {ev_text} | steps {row['timesteps']:>10,} | "
-        f"{row['steps_per_s']:8,.0f} steps/s | {row['generation_s']:6.2f}s: rollout {row['rollout_s'] / total:4.0%} "
-        f"wait {row['wait_s'] / total:4.0%} update {row['update_s'] / total:4.0%}"
+        f"max {row['return_max']:9.1f} | eval {ev_text} | steps {row['timesteps']:>11,} | "
+        f"{row['steps_per_s']:7,.0f} steps/s | {row['generation_s']:6.2f}s: {split}"
     )
 
 

@@ -1,0 +1,36 @@
+# Two commands for a fresh machine: `make run` (set up, train the small default job on 2 ranks)
+# and `make test` (set up, run the whole test suite). Set-up is idempotent.
+VENV    ?= .venv
+PYTHON  ?= python3
+# The mpich extra brings MPI from PyPI; on a cluster with a site MPI use `make ... EXTRAS=dev`
+# after building mpi4py against it (see README).
+EXTRAS  ?= mpich,dev
+RANKS   ?= 2
+JOB     ?= jobs/default.yaml
+RUN_DIR ?= results/runs/default-$(shell date +%Y%m%d-%H%M%S)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup run test lint bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	mpiexec -n $(RANKS) es-mpi train $(JOB) --run-dir $(RUN_DIR)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q tests
+
+lint: setup
+	$(VENV)/bin/ruff check es_mpi tests bench
+
+bench: setup
+	$(VENV)/bin/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

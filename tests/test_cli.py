@@ -1,0 +1,65 @@
+"""Bad input: exit status 2, one line naming the problem, no traceback, nothing destroyed."""
+
+import pytest
+from helpers import run_cli, tiny_job, write_job
+
+
+def assert_clean_refusal(proc, *words):
+    assert proc.returncode == 2, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip() and "settotalmass" not in x]
+    assert len(lines) <= 2 and "Traceback" not in proc.stderr, proc.stderr
+    for w in words:
+        assert w in proc.stderr, proc.stderr
+
+
+def test_unknown_key_exits_2(tmp_path):
+    job = write_job(tmp_path / "j.yaml", tiny_job(es={"sigam": 1}))
+    assert_clean_refusal(run_cli(["train", job, "--run-dir", tmp_path / "run"]), "es.sigam", "es.sigma")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_env_id_exits_2(tmp_path):
+    job = tiny_job()
+    job["env"]["id"] = "HalfCheeta-v5"
+    path = write_job(tmp_path / "j.yaml", job)
+    assert_clean_refusal(run_cli(["train", path, "--run-dir", tmp_path / "run"]), "HalfCheetah-v5")
+
+
+def test_noise_table_smaller_than_policy_exits_2(tmp_path):
+    path = write_job(tmp_path / "j.yaml", tiny_job(es={"noise_table_size": 100}))
+    assert_clean_refusal(run_cli(["train", path, "--run-dir", tmp_path / "run"]), "es.noise_table_size")
+
+
+def test_bad_flag_value_exits_2(tmp_path):
+    path = write_job(tmp_path / "j.yaml", tiny_job())
+    proc = run_cli(["train", path, "--resume", "sometimes"])
+    assert proc.returncode == 2 and "--resume" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_set_exits_2(tmp_path):
+    path = write_job(tmp_path / "j.yaml", tiny_job())
+    assert_clean_refusal(run_cli(["train", path, "--set", "es.sigma=-1", "--run-dir", tmp_path / "r"]), "es.sigma")
+
+
+@pytest.mark.mpi
+def test_bad_input_under_mpi_prints_once_and_all_ranks_exit_2(tmp_path):
+    path = write_job(tmp_path / "j.yaml", tiny_job(es={"sigma": -1}))
+    proc = run_cli(["train", path, "--run-dir", tmp_path / "run"], ranks=2)
+    assert_clean_refusal(proc, "es.sigma")
+    assert proc.stderr.count("es.sigma") == 1
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    run = tmp_path / "run"
+    path = write_job(tmp_path / "j.yaml", tiny_job(run={"generations": 1}))
+    assert run_cli(["train", path, "--run-dir", run]).returncode == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert_clean_refusal(run_cli(["train", path, "--run-dir", run]), "--resume")
+    other = write_job(tmp_path / "k.yaml", tiny_job(es={"sigma": 0.3}, run={"generations": 1}))
+    assert_clean_refusal(run_cli(["train", other, "--run-dir", run, "--resume", "auto"]), "es.sigma")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_resume_must_without_checkpoint_exits_2(tmp_path):
+    path = write_job(tmp_path / "j.yaml", tiny_job())
+    assert_clean_refusal(run_cli(["train", path, "--run-dir", tmp_path / "run", "--resume", "must"]), "checkpoint")

@@ -1,0 +1,32 @@
+"""Same job and seed: bit-identical parameters whatever the number of ranks, with or without mpiexec."""
+
+import h5py
+import numpy as np
+import pytest
+from helpers import read_theta, run_cli, tiny_job, write_job
+
+pytestmark = pytest.mark.mpi
+
+
+def train(tmp_path, name, ranks):
+    path = write_job(tmp_path / "job.yaml", tiny_job())
+    run = tmp_path / name
+    proc = run_cli(["train", path, "--run-dir", run], ranks=ranks)
+    assert proc.returncode == 0, proc.stderr
+    return run
+
+
+def test_theta_is_bit_identical_on_1_2_and_3_ranks(tmp_path):
+    runs = {k: train(tmp_path, f"r{k}", k) for k in (1, 2, 3)}
+    alone = train(tmp_path, "alone", None)
+    ref = read_theta(runs[1])
+    for run in [runs[2], runs[3], alone]:
+        assert np.array_equal(read_theta(run), ref)
+    with h5py.File(runs[1] / "metrics.h5") as a, h5py.File(runs[3] / "metrics.h5") as b:
+        for col in ("return_mean", "return_max", "timesteps", "eval_return", "episode_cap"):
+            assert np.array_equal(a[col][...], b[col][...], equal_nan=True), col
+        assert list(b["ranks"][...]) == [3, 3, 3]
+    with h5py.File(runs[1] / "checkpoint.h5") as a, h5py.File(runs[2] / "checkpoint.h5") as b:
+        assert np.array_equal(a["obs_stats/sum"][...], b["obs_stats/sum"][...])
+        count = a["obs_stats"].attrs["count"]
+        assert count > 100 and count == b["obs_stats"].attrs["count"]  # statistics were gathered and merged
