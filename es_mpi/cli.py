@@ -76,17 +76,9 @@ def _startup(args) -> tuple[dict, dict]:
 
 
 def train_command(args) -> int:
-    from .config import ConfigError, job_from_dict
-    from .envs import make_env
+    from .config import ConfigError
     from .mpi import get_comm
-    from .noise import make_noise, noise_fingerprint
-    from .obs_norm import ObsStats
-    from .optimizers import OptimizerState
-    from .policy import make_policy
-    from .runs import Recorder
-    from .signals import StopFlag
-    from .state import TrainState
-    from .trainer import Context, train
+    from .trainer import TrainingError
 
     comm = get_comm()
     if comm.size > 1:
@@ -103,6 +95,27 @@ def train_command(args) -> int:
             print(f"es-mpi: error: {header['error']}", file=sys.stderr)
         return 2
     got = {k: comm.bcast_array(arrays.get(k)) for k in ("theta", "m", "v", "obs_sum", "obs_sumsq")}
+    try:
+        return _train_all_ranks(comm, header, got)
+    except (ConfigError, TrainingError) as exc:
+        # Raised alike on every rank (same inputs, same gathered data), so every rank returns here.
+        if comm.rank == 0:
+            print(f"es-mpi: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+
+
+def _train_all_ranks(comm, header: dict, got: dict) -> int:
+    from .config import ConfigError, job_from_dict
+    from .envs import make_env
+    from .noise import make_noise, noise_fingerprint
+    from .obs_norm import ObsStats
+    from .optimizers import OptimizerState
+    from .policy import make_policy
+    from .runs import Recorder
+    from .signals import StopFlag
+    from .state import TrainState
+    from .trainer import Context, train
+
     job = job_from_dict(header["job"], header["source"])
     state = TrainState(
         header["generation"], header["timesteps"], header["episodes"], header["episode_cap"], header["wall_s"],
@@ -112,10 +125,10 @@ def train_command(args) -> int:
     env, limit = make_env(job.env, header["source"])
     policy = make_policy(job.policy, env)
     noise = make_noise(job.es.noise_table_size, job.es.noise_seed)
-    ctx = Context(job, comm, env, limit, policy, noise)
     if header["resumed"] and header["noise_fingerprint"] not in (None, noise_fingerprint(noise)):
         raise ConfigError(f"{header['run_dir']}: the checkpoint was made with a different noise table "
                           "(numpy's generator changed?); results would not continue the run")
+    ctx = Context(job, comm, env, limit, policy, noise)
     record = None
     if comm.rank == 0:
         run_dir = Path(header["run_dir"])

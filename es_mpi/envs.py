@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 
 from .config import ConfigError, EnvConfig
 
@@ -19,11 +20,26 @@ def check_env_id(env_id: str, source: str) -> None:
     raise ConfigError(f"{source}: env.id {env_id!r} is not a registered gymnasium environment{hint}")
 
 
+_warned: set[str] = set()
+
+
+def _mujoco_warning(message: str) -> None:
+    """Each MuJoCo warning once on stderr, instead of MuJoCo's default of appending to MUJOCO_LOG.TXT in
+    the working directory. The settotalmass deprecation comes from gymnasium's own model files, which
+    users cannot change, so it is dropped."""
+    if "settotalmass" in message or message in _warned:
+        return
+    _warned.add(message)
+    sys.stderr.write(f"mujoco warning: {message}\n")
+
+
 def make_env(cfg: EnvConfig, source: str = "job"):
     """(unwrapped env, its own episode limit). Wrappers are skipped: the rollout loop caps episodes."""
     import gymnasium as gym
+    import mujoco
 
     os.environ.setdefault("MUJOCO_GL", "egl")
+    mujoco.set_mju_user_warning(_mujoco_warning)
     check_env_id(cfg.id, source)
     try:
         env = gym.make(cfg.id, **cfg.kwargs)

@@ -52,4 +52,10 @@ def accumulate(observations: np.ndarray) -> ObsStats:
 
 
 def normalise(obs: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return np.clip((obs - mean) / std, -CLIP, CLIP)
+    """float32 (obs - mean) / std clipped to [-CLIP, CLIP]; in-place ufuncs, as it runs every env step."""
+    x = np.array(obs, dtype=np.float32)
+    x -= mean
+    x /= std
+    np.maximum(x, -CLIP, out=x)
+    np.minimum(x, CLIP, out=x)
+    return x

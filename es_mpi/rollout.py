@@ -9,6 +9,8 @@ import numpy as np
 from .obs_norm import ObsStats, accumulate, normalise
 from .policy import MlpPolicy
 
+_NOISE_BLOCK = 128
+
 
 @dataclass(frozen=True)
 class Episode:
@@ -36,15 +38,19 @@ def run_episode(
     total, steps = 0.0, 0
     noisy = noise_rng is not None and noise_std > 0
     while steps < cap:
+        if noisy and steps % _NOISE_BLOCK == 0:
+            # Drawn in blocks, scaled once: the stream's values do not depend on the block size.
+            noise = noise_rng.standard_normal((_NOISE_BLOCK, policy.act_dim), dtype=np.float32)
+            noise *= np.float32(noise_std)
         if seen is not None:
             seen.append(obs)
         action = policy.act(layers, normalise(obs, mean, std))
         if noisy:
-            action = action + np.float32(noise_std) * noise_rng.standard_normal(action.shape, dtype=np.float32)
+            action += noise[steps % _NOISE_BLOCK]
         obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
+        total += reward
         steps += 1
         if terminated or truncated:
             break
     stats = accumulate(np.asarray(seen)) if seen else None
-    return Episode(total, steps, stats)
+    return Episode(float(total), steps, stats)

@@ -1,0 +1,147 @@
+"""Env steps per second of a real training run against a plain gymnasium loop with the same policy.
+
+The plain loop replays exactly the episodes the training run played (same perturbed parameters, env
+seeds, observation normalisation, action noise and caps) through `gym.make` with its default wrappers,
+and the benchmark checks that it gets the same returns: the difference in speed is then the cost of the
+ES machinery alone (noise, gather, update, statistics, loop), not of different trajectories. Both run in
+this process on one core, alternating, several times; the figure that counts is the ratio of the medians
+measured in the same run. Prints a table and writes JSON (default bench/out/throughput.json).
+
+    python bench/throughput.py [--envs HalfCheetah-v5 Humanoid-v5] [--repeats 3] [--steps 20000]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+from es_mpi import trainer  # noqa: E402
+from es_mpi.config import load_job  # noqa: E402
+from es_mpi.envs import make_env  # noqa: E402
+from es_mpi.mpi import LocalComm  # noqa: E402
+from es_mpi.noise import make_noise  # noqa: E402
+from es_mpi.obs_norm import normalise  # noqa: E402
+from es_mpi.policy import make_policy  # noqa: E402
+from es_mpi.trainer import Context, initial_state, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS = {"HalfCheetah-v5": "halfcheetah.yaml", "Humanoid-v5": "humanoid.yaml", "Hopper-v5": "hopper.yaml"}
+
+
+def training_rate(ctx: Context, generations: int) -> tuple[float, list[dict]]:
+    """Steps/s (training and evaluation episodes) over whole generations of `train`, start-up excluded."""
+    rows = []
+    state = initial_state(ctx.job, ctx.policy, ctx.env_limit)
+    budget = replace(ctx.job, run=replace(ctx.job.run, generations=generations, checkpoint_every=10**9))
+    t0 = time.perf_counter()
+    _, state = train(replace(ctx, job=budget), state, lambda s, row, c: rows.append(row), False)
+    wall = time.perf_counter() - t0
+    steps = sum(r["steps_per_s"] * r["generation_s"] for r in rows)
+    return steps / wall, rows
+
+
+def record_episodes(ctx: Context, generations: int) -> list[dict]:
+    """The arguments and results of every episode a training run plays (an untimed pass)."""
+    played = []
+    original = trainer.run_episode
+
+    def recording(env, policy, theta, mean, std, cap, env_seed, noise_rng=None, noise_std=0.0, collect=False):
+        noise_state = noise_rng.bit_generator.state if noise_rng is not None else None
+        ep = original(env, policy, theta, mean, std, cap, env_seed, noise_rng, noise_std, collect)
+        played.append({"theta": theta.copy(), "mean": mean, "std": std, "cap": cap, "seed": env_seed,
+                       "noise_state": noise_state, "noise_std": noise_std, "ret": ep.ret, "length": ep.length})
+        return ep
+
+    trainer.run_episode = recording
+    try:
+        training_rate(ctx, generations)
+    finally:
+        trainer.run_episode = original
+    return played
+
+
+def plain_rate(env_id: str, policy, episodes: list[dict]) -> float:
+    """Replay `episodes` the way a user's own loop would: gym.make with every default wrapper, one noise
+    draw per step. Fails if any return differs from the training run's."""
+    env = gym.make(env_id)
+    steps = 0
+    t0 = time.perf_counter()
+    for ep in episodes:
+        layers = policy.layers(ep["theta"])
+        rng = None
+        if ep["noise_state"] is not None and ep["noise_std"] > 0:
+            rng = np.random.Generator(np.random.PCG64())
+            rng.bit_generator.state = ep["noise_state"]
+        obs, _ = env.reset(seed=ep["seed"])
+        total, length = 0.0, 0
+        while length < ep["cap"]:
+            action = policy.act(layers, normalise(obs, ep["mean"], ep["std"]))
+            if rng is not None:
+                action = action + np.float32(ep["noise_std"]) * rng.standard_normal(policy.act_dim, dtype=np.float32)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            length += 1
+            if terminated or truncated:
+                break
+        steps += length
+        if total != ep["ret"] or length != ep["length"]:
+            raise AssertionError(f"replay differs from training: return {total} vs {ep['ret']}")
+    return steps / (time.perf_counter() - t0)
+
+
+def measure(env_id: str, pairs: int, generations: int, repeats: int) -> dict:
+    job = load_job(ROOT / "jobs" / JOBS[env_id], [f"es.pairs={pairs}", "es.noise_table_size=20000000"])
+    env, limit = make_env(job.env)
+    policy = make_policy(job.policy, env)
+    ctx = Context(job, LocalComm(), env, limit, policy, make_noise(job.es.noise_table_size, job.es.noise_seed))
+    episodes = record_episodes(ctx, generations)
+    train_rates, plain_rates = [], []
+    for _ in range(repeats):  # alternate, so that machine noise hits both sides alike
+        train_rates.append(training_rate(ctx, generations)[0])
+        plain_rates.append(plain_rate(env_id, policy, episodes))
+    t, p = statistics.median(train_rates), statistics.median(plain_rates)
+    return {
+        "env": env_id, "job": JOBS[env_id], "params": policy.num_params, "pairs": pairs,
+        "generations": generations, "episodes": len(episodes), "steps": sum(e["length"] for e in episodes),
+        "repeats": repeats, "training_steps_per_s": train_rates, "plain_steps_per_s": plain_rates,
+        "training_median": t, "plain_median": p, "ratio": t / p,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Humanoid-v5"], choices=sorted(JOBS))
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--generations", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "throughput.json"))
+    args = ap.parse_args()
+    results = [measure(e, args.pairs, args.generations, args.repeats) for e in args.envs]
+    print(f"{'env':<16} {'params':>8} {'training steps/s':>17} {'plain gym steps/s':>18} {'ratio':>6}")
+    for r in results:
+        print(f"{r['env']:<16} {r['params']:>8,} {r['training_median']:>17,.0f} {r['plain_median']:>18,.0f} "
+              f"{r['ratio']:>6.3f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+            "mujoco": __import__("mujoco").__version__, "gymnasium": gym.__version__}
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
