@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import h5py
@@ -16,6 +17,10 @@ from .state import TrainState
 
 SCHEMA_VERSION = 1
 CHECKPOINT = "checkpoint.h5"
+PREVIOUS = "checkpoint.prev.h5"
+# Fault-injection for the crash-during-write test: seconds to sleep after the new file is written and
+# before it replaces the old one. Unset in normal use.
+_PAUSE_VAR = "ES_MPI_TEST_CHECKPOINT_PAUSE"
 
 _DATASETS = {
     "theta": ("1", "policy parameters (float32, flat, layer by layer: W then b)"),
@@ -35,8 +40,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_checkpoint(run_dir: Path, state: TrainState, attrs: dict) -> Path:
-    """Write the state and `attrs` (job text, digests, noise identity) so that a crash leaves either the
-    old or the new file, never a torn one."""
+    """Write the state and `attrs` (job text, digests, noise identity) so that a crash at any moment
+    leaves a complete checkpoint.h5 (old or new); the one before it stays as checkpoint.prev.h5."""
     final = Path(run_dir) / CHECKPOINT
     tmp = final.with_name("." + CHECKPOINT + ".tmp")
     arrays = {
@@ -67,6 +72,14 @@ def write_checkpoint(run_dir: Path, state: TrainState, attrs: dict) -> Path:
             f.attrs[key] = value
         f.flush()
         os.fsync(f.id.get_vfd_handle())
+    if os.environ.get(_PAUSE_VAR):
+        time.sleep(float(os.environ[_PAUSE_VAR]))
+    if final.exists():
+        # A hard link keeps checkpoint.h5 in place while the previous one is kept under its own name.
+        prev_tmp = final.with_name("." + PREVIOUS + ".tmp")
+        prev_tmp.unlink(missing_ok=True)
+        os.link(final, prev_tmp)
+        os.replace(prev_tmp, final.with_name(PREVIOUS))
     os.replace(tmp, final)
     _fsync_dir(final.parent)
     return final

@@ -57,18 +57,20 @@ def _startup(args) -> tuple[dict, dict]:
             f"{policy.num_params:,} parameters; raise it (the paper used 250000000)"
         )
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.job, job)
-    state, noise_fingerprint = open_run(run_dir, job, args.resume)
+    state, attrs, notice = open_run(run_dir, job, args.resume)
     resumed = state is not None
     if state is None:
         state = initial_state(job, policy, limit)
     elif state.theta.size != policy.num_params:
         raise ConfigError(f"{run_dir}: checkpoint has {state.theta.size} parameters, the job's policy "
                           f"{policy.num_params}; use another --run-dir")
+    if notice:
+        print(f"es-mpi: notice: {notice}", file=sys.stderr, flush=True)
     header = {
         "job": job.to_dict(), "source": args.job, "run_dir": str(run_dir), "resumed": resumed,
         "generation": state.generation, "timesteps": state.timesteps, "episodes": state.episodes,
         "episode_cap": state.episode_cap, "wall_s": state.wall_s, "opt_step": state.opt.step,
-        "obs_count": state.obs.count, "noise_fingerprint": noise_fingerprint,
+        "obs_count": state.obs.count, "noise_fingerprint": attrs.get("noise_fingerprint"),
     }
     arrays = {"theta": state.theta, "m": state.opt.m, "v": state.opt.v, "obs_sum": state.obs.total,
               "obs_sumsq": state.obs.total_sq}

@@ -10,9 +10,22 @@ from .config import ConfigError, EnvConfig
 
 
 def check_env_id(env_id: str, source: str) -> None:
-    """Reject an id gymnasium does not know, listing close matches."""
+    """Reject an id gymnasium does not know, listing close matches.
+
+    `module:Env-v0` first imports `module` (which registers its envs), as gymnasium.make does, so that
+    users can train on environments from their own packages.
+    """
+    import importlib
+
     import gymnasium as gym
 
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"{source}: env.id {env_id!r}: cannot import module {module!r} ({exc})") from None
+        env_id = name
     if env_id in gym.envs.registry:
         return
     near = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3, cutoff=0.5)

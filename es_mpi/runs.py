@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT, read_checkpoint, write_checkpoint
+from .checkpoint import CHECKPOINT, PREVIOUS, read_checkpoint, write_checkpoint
 from .config import BUDGET_KEYS, ConfigError, Job, job_from_dict, parse_yaml
 from .metrics import MetricsLog
 from .state import TrainState
@@ -45,10 +45,10 @@ def _refuse_other_job(stored: Job, job: Job, where: Path) -> None:
         )
 
 
-def open_run(run_dir: Path, job: Job, resume: str) -> tuple[TrainState | None, str | None]:
-    """Check `run_dir` against the job and the resume mode; return the checkpoint's state and noise
-    fingerprint, or (None, None) to start fresh. Raises ConfigError, touching nothing, when the
-    directory must not be used."""
+def open_run(run_dir: Path, job: Job, resume: str) -> tuple[TrainState | None, dict, str]:
+    """Check `run_dir` against the job and the resume mode. Returns the checkpoint's state and root
+    attributes, or (None, {}) to start fresh, and a notice for the user ("" if none). Raises ConfigError,
+    touching nothing, when the directory must not be used."""
     ckpt = run_dir / CHECKPOINT
     if resume == "never":
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -56,18 +56,26 @@ def open_run(run_dir: Path, job: Job, resume: str) -> tuple[TrainState | None, s
                 f"{run_dir}: run directory already holds a run; pass --resume auto to continue it, "
                 "or --run-dir to start a new one"
             )
-        return None, None
-    if not ckpt.exists():
+        return None, {}, ""
+    previous = run_dir / PREVIOUS
+    if not ckpt.exists() and not previous.exists():
         if resume == "must":
             raise ConfigError(f"{ckpt}: no checkpoint to resume (--resume must); use --resume auto to start fresh")
         stored = run_dir / JOB_FILE
         if stored.exists():
             _refuse_other_job(job_from_dict(parse_yaml(stored.read_text(), str(stored)), str(stored)), job, run_dir)
-        return None, None
-    state, attrs = read_checkpoint(ckpt)
+        return None, {}, ""
+    notice = ""
+    try:
+        state, attrs = read_checkpoint(ckpt)
+    except ConfigError as exc:
+        if resume != "auto" or not previous.exists():
+            raise
+        state, attrs = read_checkpoint(previous)
+        notice = f"{exc}; resuming from {previous} (generation {state.generation}) instead"
     stored_job = job_from_dict(parse_yaml(str(attrs.get("job_yaml", "")), f"{ckpt}:job_yaml"), f"{ckpt}:job_yaml")
     _refuse_other_job(stored_job, job, ckpt)
-    return state, attrs.get("noise_fingerprint")
+    return state, attrs, notice
 
 
 def _write_text_atomically(path: Path, text: str) -> None:

@@ -197,15 +197,16 @@ def budget_left(job: Job, state: TrainState) -> bool:
 
 
 def progress_line(job: Job, row: dict) -> str:
+    """One line of at most about 120 characters: progress, returns, evaluation, speed, time split."""
     ev = row["eval_return"]
     ev_text = f"{ev:9.1f}" if np.isfinite(ev) else " " * 9
     parts = {k: row[k + "_s"] for k in ("rollout", "wait", "comm", "update")}
     total = sum(parts.values()) or 1.0
-    split = " ".join(f"{k} {v / total:4.0%}" for k, v in parts.items())
+    split = " ".join(f"{k} {v / total:3.0%}" for k, v in parts.items())
     return (
-        f"gen {row['generation'] + 1:>4}/{job.run.generations} | return mean {row['return_mean']:9.1f} "
-        f"max {row['return_max']:9.1f} | eval {ev_text} | steps {row['timesteps']:>11,} | "
-        f"{row['steps_per_s']:7,.0f} steps/s | {row['generation_s']:6.2f}s: {split}"
+        f"gen {row['generation'] + 1:>4}/{job.run.generations} | mean {row['return_mean']:9.1f} "
+        f"max {row['return_max']:9.1f} | eval {ev_text} | {row['timesteps']:>11,} steps "
+        f"{row['steps_per_s']:7,.0f}/s | {row['generation_s']:5.1f}s {split}"
     )
 
 
