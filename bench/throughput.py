@@ -32,10 +32,9 @@ from es_mpi import trainer  # noqa: E402
 from es_mpi.config import load_job  # noqa: E402
 from es_mpi.envs import make_env  # noqa: E402
 from es_mpi.mpi import LocalComm  # noqa: E402
-from es_mpi.noise import make_noise  # noqa: E402
 from es_mpi.obs_norm import normalise  # noqa: E402
 from es_mpi.policy import make_policy  # noqa: E402
-from es_mpi.trainer import Context, initial_state, train  # noqa: E402
+from es_mpi.trainer import Context, build_context, initial_state, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = {"HalfCheetah-v5": "halfcheetah.yaml", "Humanoid-v5": "humanoid.yaml", "Hopper-v5": "hopper.yaml"}
@@ -106,7 +105,7 @@ def measure(env_id: str, pairs: int, generations: int, repeats: int) -> dict:
     job = load_job(ROOT / "jobs" / JOBS[env_id], [f"es.pairs={pairs}", "es.noise_table_size=20000000"])
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
-    ctx = Context(job, LocalComm(), env, limit, policy, make_noise(job.es.noise_table_size, job.es.noise_seed))
+    ctx = build_context(job, LocalComm(), env, limit, policy)
     episodes = record_episodes(ctx, generations)
     train_rates, plain_rates = [], []
     for _ in range(repeats):  # alternate, so that machine noise hits both sides alike

@@ -109,14 +109,14 @@ def train_command(args) -> int:
 def _train_all_ranks(comm, header: dict, got: dict) -> int:
     from .config import ConfigError, job_from_dict
     from .envs import make_env
-    from .noise import make_noise, noise_fingerprint
+    from .noise import noise_fingerprint
     from .obs_norm import ObsStats
     from .optimizers import OptimizerState
     from .policy import make_policy
     from .runs import Recorder
     from .signals import StopFlag
     from .state import TrainState
-    from .trainer import Context, train
+    from .trainer import build_context, train
 
     job = job_from_dict(header["job"], header["source"])
     state = TrainState(
@@ -126,11 +126,11 @@ def _train_all_ranks(comm, header: dict, got: dict) -> int:
     )
     env, limit = make_env(job.env, header["source"])
     policy = make_policy(job.policy, env)
-    noise = make_noise(job.es.noise_table_size, job.es.noise_seed)
+    ctx = build_context(job, comm, env, limit, policy)
+    noise = ctx.noise
     if header["resumed"] and header["noise_fingerprint"] not in (None, noise_fingerprint(noise)):
         raise ConfigError(f"{header['run_dir']}: the checkpoint was made with a different noise table "
                           "(numpy's generator changed?); results would not continue the run")
-    ctx = Context(job, comm, env, limit, policy, noise)
     record = None
     if comm.rank == 0:
         run_dir = Path(header["run_dir"])
@@ -151,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "train":
         return train_command(args)
+    if args.command == "eval":
+        from .evaluate import eval_command
+
+        return eval_command(args)
+    if args.command == "report":
+        from .report import report_command
+
+        return report_command(args)
     return 2
 
 

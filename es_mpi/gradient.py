@@ -25,13 +25,16 @@ def weighted_noise_sum(
     return total
 
 
-def es_gradient(noise: np.ndarray, offsets: np.ndarray, shaped: np.ndarray, dim: int) -> np.ndarray:
-    """Ascent direction sum_j (u+_j - u-_j) eps_j / (2 n) from shaped fitness `shaped` of shape (n, 2).
+def es_gradient(
+    noise: np.ndarray, offsets: np.ndarray, shaped: np.ndarray, dim: int, lo: int = 0, hi: int | None = None
+) -> np.ndarray:
+    """Coordinates [lo, hi) of the ascent direction sum_j (u+_j - u-_j) eps_j / (2 n), from shaped
+    fitness `shaped` of shape (n, 2).
 
     As in the reference implementation the 1/sigma factor is left out; Adam's step size absorbs it.
     """
     shaped = np.asarray(shaped, dtype=np.float32)
     weights = shaped[:, 0] - shaped[:, 1]
-    grad = weighted_noise_sum(noise, offsets, weights, dim)
+    grad = weighted_noise_sum(noise, offsets, weights, dim, lo, hi)
     grad /= np.float32(shaped.size)
     return grad

@@ -21,13 +21,6 @@ def fill_noise(out: np.ndarray, seed: int) -> None:
         rng.standard_normal(out=out[start : start + _BLOCK], dtype=np.float32)
 
 
-def make_noise(size: int, seed: int) -> np.ndarray:
-    """A fresh private noise table of `size` float32 entries."""
-    table = np.empty(size, dtype=np.float32)
-    fill_noise(table, seed)
-    return table
-
-
 def noise_fingerprint(table: np.ndarray) -> str:
     """A short hash of the table's head and tail: checkpoints store it to detect a different table."""
     head_tail = np.concatenate([table[:4096], table[-4096:]])

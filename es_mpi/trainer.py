@@ -12,7 +12,7 @@ from . import seeds
 from .config import Job
 from .gradient import es_gradient
 from .mpi import LocalComm
-from .noise import sample_offsets
+from .noise import fill_noise, sample_offsets
 from .obs_norm import ObsStats
 from .optimizers import OptimizerState, adam_step, init_state, sgd_step
 from .policy import MlpPolicy
@@ -39,7 +39,16 @@ class Context:
     env: object
     env_limit: int
     policy: MlpPolicy
-    noise: np.ndarray
+    noise: np.ndarray  # node-shared, read-only after start-up
+    grad_buffer: np.ndarray  # node-shared, each rank writes its slice of the gradient
+    dynamic: bool = True  # dynamic task assignment within a node (results are the same either way)
+
+
+def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: MlpPolicy, dynamic: bool = True) -> Context:
+    """Allocate the node-shared noise table (filled once per node) and gradient buffer."""
+    noise = comm.node_array(job.es.noise_table_size, np.float32, lambda a: fill_noise(a, job.es.noise_seed))
+    grad_buffer = comm.node_array(policy.num_params, np.float32)
+    return Context(job, comm, env, env_limit, policy, noise, grad_buffer, dynamic)
 
 
 def initial_state(job: Job, policy: MlpPolicy, env_limit: int) -> TrainState:
@@ -67,11 +76,13 @@ def is_eval_generation(job: Job, g: int) -> bool:
 def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """This rank's share of the generation: result rows and observation-statistics rows.
 
-    Pair j runs on rank j mod size; every number it produces depends only on (theta, j, seeds), and both
-    members share the env seed and the action-noise stream (common random numbers).
+    Tasks are the evaluation episodes (long, so first) then the pairs; which rank runs which does not
+    matter: every number a task produces depends only on (theta, task index, seeds). Both members of a
+    pair share the env seed and the action-noise stream (common random numbers).
     """
     job, comm, policy = ctx.job, ctx.comm, ctx.policy
     n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
+    n_eval = job.run.eval_episodes if is_eval_generation(job, g) else 0
     take_stats = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
     if job.policy.obs_norm:
         mean, std = state.obs.mean_std()
@@ -79,7 +90,13 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
         mean, std = np.zeros(policy.obs_dim, np.float32), np.ones(policy.obs_dim, np.float32)
     rows, stat_rows = [], []
     sigma = np.float32(job.es.sigma)
-    for j in range(comm.rank, n, comm.size):
+    for task in comm.tasks(g, n_eval + n, ctx.dynamic):
+        if task < n_eval:
+            env_seed = seeds.derive_seed(seed, g, task, seeds.EVAL)
+            ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, env_seed)
+            rows.append([EVAL, task, ep.ret, 0.0, ep.length, 0])
+            continue
+        j = task - n_eval
         perturbation = sigma * ctx.noise[offsets[j] : offsets[j] + dim]
         env_seed = seeds.derive_seed(seed, g, j, seeds.ENV)
         eps = []
@@ -91,12 +108,6 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
         rows.append([PAIR, j, eps[0].ret, eps[1].ret, eps[0].length, eps[1].length])
         if take_stats[j]:
             stat_rows.append(np.concatenate([[j], eps[0].stats.add(eps[1].stats).pack()]))
-    if is_eval_generation(job, g):
-        # Evaluation episodes continue the round robin where the pairs stopped, to even out the load.
-        for e in range((comm.rank - n) % comm.size, job.run.eval_episodes, comm.size):
-            env_seed = seeds.derive_seed(seed, g, e, seeds.EVAL)
-            ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, env_seed)
-            rows.append([EVAL, e, ep.ret, 0.0, ep.length, 0])
     stat_width = 2 + 2 * policy.obs_dim
     return np.asarray(rows, np.float64).reshape(-1, ROW), np.asarray(stat_rows, np.float64).reshape(-1, stat_width)
 
@@ -143,7 +154,12 @@ def generation(ctx: Context, state: TrainState, stop: bool) -> tuple[TrainState,
             "the env or policy produced a non-finite number"
         )
 
-    grad = es_gradient(ctx.noise, offsets, centered_ranks(returns), policy.num_params)
+    # The node's ranks each compute a slice of the coordinates into shared memory; slices are
+    # bit-identical to the whole, so the split never changes the result.
+    lo, hi = comm.node_slice(policy.num_params)
+    ctx.grad_buffer[lo:hi] = es_gradient(ctx.noise, offsets, centered_ranks(returns), policy.num_params, lo, hi)
+    comm.node_barrier()
+    grad = ctx.grad_buffer.copy()
     theta, opt = optimizer_step(job, state.theta, grad, state.opt)
 
     obs = state.obs
@@ -160,7 +176,11 @@ def generation(ctx: Context, state: TrainState, stop: bool) -> tuple[TrainState,
     gen_s = time.perf_counter() - t_start
     steps = int(lengths.sum())
     rank_rollout = heads[:, 0]
-    wait = rank_rollout.max() - rank_rollout
+    wait = float(rank_rollout.max() - rollout_s)  # this rank's time waiting for the slowest
+    # Rank 0 gets every rank's split (rollout, wait, communication, update) for metrics.h5.
+    mine = np.array([rollout_s, wait, max(comm_s - wait, 0.0), update_s])
+    rank_times = comm.gather_to_root(mine)
+    means = rank_times.mean(axis=0) if rank_times is not None else mine
     new_state = TrainState(
         g + 1, state.timesteps + steps, state.episodes + 2 * n, cap, state.wall_s + gen_s, theta, opt, obs
     )
@@ -180,12 +200,13 @@ def generation(ctx: Context, state: TrainState, stop: bool) -> tuple[TrainState,
         "grad_norm": float(np.linalg.norm(grad.astype(np.float64))),
         "wall_s": new_state.wall_s,
         "generation_s": gen_s,
-        "rollout_s": float(rank_rollout.mean()),
-        "wait_s": float(wait.mean()),
-        "comm_s": max(comm_s - float(wait[comm.rank]), 0.0),
-        "update_s": update_s,
+        "rollout_s": float(means[0]),
+        "wait_s": float(means[1]),
+        "comm_s": float(means[2]),
+        "update_s": float(means[3]),
         "steps_per_s": (steps + float(evals[:, 4].sum())) / gen_s,
         "ranks": comm.size,
+        "rank_times": rank_times,
     }
     return new_state, row, bool(heads[:, 2].any())
 

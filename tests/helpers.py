@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+from es_mpi.noise import fill_noise
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -52,6 +54,13 @@ def run_cli(args: list[str], ranks: int | None = None, timeout: float = 180, cwd
         cmd = [mpiexec(), "-n", str(ranks), *cmd]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=full_env)
+
+
+def make_noise(size: int, seed: int) -> np.ndarray:
+    """A private noise table, as every rank's shared one is filled."""
+    table = np.empty(size, dtype=np.float32)
+    fill_noise(table, seed)
+    return table
 
 
 def read_theta(run_dir: Path) -> np.ndarray:

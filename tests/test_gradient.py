@@ -1,7 +1,8 @@
 import numpy as np
+from helpers import make_noise
 
 from es_mpi.gradient import es_gradient, weighted_noise_sum
-from es_mpi.noise import make_noise, sample_offsets
+from es_mpi.noise import sample_offsets
 from es_mpi.ranks import centered_ranks
 
 

@@ -155,14 +155,13 @@ class SplitBrainComm(LocalComm):
 
 def test_replica_drift_stops_the_run_with_a_clear_error(tmp_path):
     from es_mpi.envs import make_env
-    from es_mpi.noise import make_noise
     from es_mpi.policy import make_policy
-    from es_mpi.trainer import Context, generation, initial_state
+    from es_mpi.trainer import build_context, generation, initial_state
 
     job = load_job(write_job(tmp_path / "j.yaml", tiny_job(es={"pairs": 2})))
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
-    ctx = Context(job, SplitBrainComm(), env, limit, policy, make_noise(job.es.noise_table_size, 1))
+    ctx = build_context(job, SplitBrainComm(), env, limit, policy)
     with pytest.raises(TrainingError, match="drifted"):
         generation(ctx, initial_state(job, policy, limit), False)
 
