@@ -79,7 +79,7 @@ def plain_rate(env_id: str, policy, episodes: list[dict]) -> float:
     steps = 0
     t0 = time.perf_counter()
     for ep in episodes:
-        layers = policy.layers(ep["theta"])
+        layers = policy.bind(ep["theta"])
         rng = None
         if ep["noise_state"] is not None and ep["noise_std"] > 0:
             rng = np.random.Generator(np.random.PCG64())
@@ -87,7 +87,7 @@ def plain_rate(env_id: str, policy, episodes: list[dict]) -> float:
         obs, _ = env.reset(seed=ep["seed"])
         total, length = 0.0, 0
         while length < ep["cap"]:
-            action = policy.act(layers, normalise(obs, ep["mean"], ep["std"]))
+            action = policy.act(layers, obs if ep["mean"] is None else normalise(obs, ep["mean"], ep["std"]))
             if rng is not None:
                 action = action + np.float32(ep["noise_std"]) * rng.standard_normal(policy.act_dim, dtype=np.float32)
             obs, reward, terminated, truncated, _ = env.step(action)

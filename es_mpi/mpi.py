@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+_POLL_S = 1e-4
 
 
 class LocalComm:
@@ -103,10 +106,10 @@ class MpiComm(LocalComm):
         """Allgather one float64 vector per rank (lengths may differ); returned in rank order."""
         local = np.ascontiguousarray(local, dtype=np.float64)
         counts = np.empty(self.size, dtype=np.int64)
-        self.comm.Allgather(np.array([local.size], dtype=np.int64), counts)
+        _wait_politely(self.comm.Iallgather(np.array([local.size], dtype=np.int64), counts))
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
         out = np.empty(int(counts.sum()), dtype=np.float64)
-        self.comm.Allgatherv(local, [out, counts.tolist(), displs.tolist(), self.MPI.DOUBLE])
+        _wait_politely(self.comm.Iallgatherv(local, [out, counts.tolist(), displs.tolist(), self.MPI.DOUBLE]))
         return [out[d : d + c] for d, c in zip(displs, counts)]
 
     def gather_to_root(self, local: np.ndarray) -> np.ndarray | None:
@@ -162,6 +165,14 @@ class MpiComm(LocalComm):
         sys.stdout.flush()
         sys.stderr.flush()
         self.comm.Abort(code)
+
+
+def _wait_politely(request) -> None:
+    """Wait for a non-blocking collective without spinning a core: a rank that finished its episodes
+    early would otherwise busy-poll inside MPI and slow down ranks still working on shared cores. Costs
+    at most the sleep interval per collective."""
+    while not request.Test():
+        time.sleep(_POLL_S)
 
 
 def get_comm() -> LocalComm:

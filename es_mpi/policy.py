@@ -50,8 +50,9 @@ class MlpPolicy:
             parts += [w.ravel(), np.zeros(n_out, dtype=np.float32)]
         return np.concatenate(parts).astype(np.float32)
 
-    def layers(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Views (W, b) into `theta`, so a step of the policy does no copying."""
+    def bind(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """What `act` needs for parameters `theta`, prepared once per episode: here views (W, b) into
+        `theta`, so a step of the policy does no copying."""
         out, pos, s = [], 0, self.sizes
         for n_in, n_out in zip(s[:-1], s[1:]):
             w = theta[pos : pos + n_in * n_out].reshape(n_in, n_out)

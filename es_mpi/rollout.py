@@ -23,16 +23,17 @@ def run_episode(
     env,
     policy: MlpPolicy,
     theta: np.ndarray,
-    mean: np.ndarray,
-    std: np.ndarray,
+    mean: np.ndarray | None,
+    std: np.ndarray | None,
     cap: int,
     env_seed: int,
     noise_rng: np.random.Generator | None = None,
     noise_std: float = 0.0,
     collect_stats: bool = False,
 ) -> Episode:
-    """Run until termination or `cap` steps; Gaussian action noise only when `noise_rng` is given."""
-    layers = policy.layers(theta)
+    """Run until termination or `cap` steps; Gaussian action noise only when `noise_rng` is given.
+    Observations are normalised by (mean, std) unless mean is None."""
+    bound = policy.bind(theta)
     obs, _ = env.reset(seed=env_seed)
     seen = [] if collect_stats else None
     total, steps = 0.0, 0
@@ -44,7 +45,7 @@ def run_episode(
             noise *= np.float32(noise_std)
         if seen is not None:
             seen.append(obs)
-        action = policy.act(layers, normalise(obs, mean, std))
+        action = policy.act(bound, obs if mean is None else normalise(obs, mean, std))
         if noisy:
             action += noise[steps % _NOISE_BLOCK]
         obs, reward, terminated, truncated, _ = env.step(action)

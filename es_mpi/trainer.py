@@ -84,10 +84,7 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
     n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
     n_eval = job.run.eval_episodes if is_eval_generation(job, g) else 0
     take_stats = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
-    if job.policy.obs_norm:
-        mean, std = state.obs.mean_std()
-    else:
-        mean, std = np.zeros(policy.obs_dim, np.float32), np.ones(policy.obs_dim, np.float32)
+    mean, std = state.obs.mean_std() if job.policy.obs_norm else (None, None)
     rows, stat_rows = [], []
     sigma = np.float32(job.es.sigma)
     for task in comm.tasks(g, n_eval + n, ctx.dynamic):
