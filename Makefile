@@ -4,7 +4,7 @@ VENV    ?= .venv
 PYTHON  ?= python3
 # The mpich extra brings MPI from PyPI; on a cluster with a site MPI use `make ... EXTRAS=dev`
 # after building mpi4py against it (see README).
-EXTRAS  ?= mpich,dev
+EXTRAS  ?= mpich,dev,report
 RANKS   ?= 2
 JOB     ?= jobs/default.yaml
 RUN_DIR ?= results/runs/default-$(shell date +%Y%m%d-%H%M%S)
@@ -27,7 +27,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
 lint: setup
-	$(VENV)/bin/ruff check es_mpi tests bench
+	$(VENV)/bin/ruff check es_mpi tests bench results
 
 bench: setup
 	$(VENV)/bin/python bench/throughput.py

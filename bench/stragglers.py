@@ -35,6 +35,7 @@ def worker(mode: str, generations: int, pairs: int) -> None:
     from es_mpi.envs import make_env
     from es_mpi.mpi import get_comm
     from es_mpi.policy import make_policy
+    from es_mpi.signals import StopFlag
     from es_mpi.trainer import build_context, initial_state, train
 
     comm = get_comm()
@@ -45,7 +46,7 @@ def worker(mode: str, generations: int, pairs: int) -> None:
     ctx = build_context(job, comm, env, limit, policy, dynamic=(mode == "dynamic"))
     rows = []
     _, state = train(ctx, initial_state(job, policy, limit), (lambda s, row, c: rows.append(row)) if comm.rank == 0
-                     else None, False)
+                     else None, StopFlag())
     if comm.rank == 0:
         times = np.array([r["rank_times"] for r in rows])  # generation x rank x (rollout, wait, comm, update)
         print(json.dumps({

@@ -34,6 +34,7 @@ from es_mpi.envs import make_env  # noqa: E402
 from es_mpi.mpi import LocalComm  # noqa: E402
 from es_mpi.obs_norm import normalise  # noqa: E402
 from es_mpi.policy import make_policy  # noqa: E402
+from es_mpi.signals import StopFlag  # noqa: E402
 from es_mpi.trainer import Context, build_context, initial_state, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def training_rate(ctx: Context, generations: int) -> tuple[float, list[dict]]:
     state = initial_state(ctx.job, ctx.policy, ctx.env_limit)
     budget = replace(ctx.job, run=replace(ctx.job.run, generations=generations, checkpoint_every=10**9))
     t0 = time.perf_counter()
-    _, state = train(replace(ctx, job=budget), state, lambda s, row, c: rows.append(row), False)
+    _, state = train(replace(ctx, job=budget), state, lambda s, row, c: rows.append(row), StopFlag())
     wall = time.perf_counter() - t0
     steps = sum(r["steps_per_s"] * r["generation_s"] for r in rows)
     return steps / wall, rows

@@ -10,6 +10,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -26,6 +27,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", choices=["never", "auto", "must"], default="never",
                    help="never: refuse an existing run (default); auto: continue if a checkpoint exists; "
                    "must: fail without one")
+    e = sub.add_parser("eval", help="evaluate a run's checkpoint over N episodes (under mpiexec, or alone)")
+    e.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding checkpoint.h5")
+    e.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes (default 10)")
+    e.add_argument("--video", metavar="FILE", help="render episode 0 to FILE (.mp4 or .gif)")
+    e.add_argument("--csv", metavar="FILE", help="write each episode's seed, return and length to FILE")
+    r = sub.add_parser("report", help="plots and summary tables from the metrics.h5 of runs, live ones too")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories; seeds of one job are grouped")
+    r.add_argument("--out", default="results/report", metavar="DIR", help="output directory (default %(default)s)")
+    r.add_argument("--threshold", dest="thresholds", action="append", default=[], metavar="ENV_ID=RETURN",
+                   help="evaluation return that counts as solved, e.g. HalfCheetah-v5=3000 (default: "
+                   "gymnasium's reward_threshold, or the paper's); repeatable")
     return p
 
 
@@ -33,6 +45,7 @@ def _install_abort_hook(comm) -> None:
     """An exception on one rank must end all ranks, not leave them blocked in a collective."""
 
     def hook(exc_type, exc, tb):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C must not stop the abort itself
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         sys.stderr.write(f"es-mpi: rank {comm.rank} of {comm.size} failed, aborting all ranks:\n{text}")
         comm.abort(1)
@@ -89,8 +102,10 @@ def train_command(args) -> int:
     if comm.rank == 0:
         try:
             header, arrays = _startup(args)
+    from .signals import StopFlag
         except ConfigError as exc:
             header = {"error": str(exc)}
+    stop = StopFlag().install()  # early: Slurm's USR1 during start-up must not kill a rank
     header = comm.bcast_json(header)
     if "error" in header:
         if comm.rank == 0:
@@ -98,7 +113,7 @@ def train_command(args) -> int:
         return 2
     got = {k: comm.bcast_array(arrays.get(k)) for k in ("theta", "m", "v", "obs_sum", "obs_sumsq")}
     try:
-        return _train_all_ranks(comm, header, got)
+        return _train_all_ranks(comm, header, got, stop)
     except (ConfigError, TrainingError) as exc:
         # Raised alike on every rank (same inputs, same gathered data), so every rank returns here.
         if comm.rank == 0:
@@ -106,7 +121,7 @@ def train_command(args) -> int:
         return 2 if isinstance(exc, ConfigError) else 1
 
 
-def _train_all_ranks(comm, header: dict, got: dict) -> int:
+def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
     from .config import ConfigError, job_from_dict
     from .envs import make_env
     from .noise import noise_fingerprint
@@ -114,7 +129,6 @@ def _train_all_ranks(comm, header: dict, got: dict) -> int:
     from .optimizers import OptimizerState
     from .policy import make_policy
     from .runs import Recorder
-    from .signals import StopFlag
     from .state import TrainState
     from .trainer import build_context, train
 
@@ -140,7 +154,6 @@ def _train_all_ranks(comm, header: dict, got: dict) -> int:
         what = f"resuming at generation {state.generation}" if header["resumed"] else "new run"
         print(f"es-mpi: {what} in {run_dir}: {job.env.id}, {policy.num_params:,} parameters, "
               f"{job.es.pairs} pairs/generation, {comm.size} rank(s)", flush=True)
-    stop = StopFlag().install()
     code, state = train(ctx, state, record, stop)
     if record:
         record.close(state, code)

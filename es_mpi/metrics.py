@@ -1,7 +1,13 @@
-"""metrics.h5: one row per generation, one chunked resizable dataset per column, self-describing."""
+"""metrics.h5: one row per generation, one chunked resizable dataset per column, self-describing.
+
+Written in HDF5 SWMR mode (single writer, multiple readers), so a report can read a run that is still
+training and never see a broken file.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import h5py
@@ -35,29 +41,54 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Per rank and generation: seconds in rollouts, waiting for the slowest rank, collectives, update.
+RANK_TIMES = "rank_times"
+RANK_PARTS = ("rollout", "wait", "comm", "update")
+
+
 class MetricsLog:
-    """Appends rows; opened on resume, it drops rows past the checkpoint so the file matches the state."""
+    """Appends rows, in SWMR mode so that reports can read a live run.
+
+    Opening rewrites the file from its complete rows up to `keep_rows` (the checkpoint's generation): that
+    drops rows a crashed run wrote after its last checkpoint, and a file left flagged as open by a killed
+    writer (SWMR consistency flags) or written by an older format would otherwise refuse to reopen.
+    """
 
     def __init__(self, run_dir: Path, keep_rows: int, attrs: dict) -> None:
         path = Path(run_dir) / METRICS
-        self.file = h5py.File(path, "a")
-        for name, (dtype, units, description) in COLUMNS.items():
-            if name not in self.file:
-                ds = self.file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,))
+        old = {k: v[:keep_rows] for k, v in read_metrics(run_dir).items()} if path.exists() else {}
+        tmp = path.with_name("." + METRICS + ".tmp")
+        # SWMR needs the latest file format, and no new datasets or attributes once it is on.
+        with h5py.File(tmp, "w", libver="latest") as f:
+            for name, (dtype, units, description) in COLUMNS.items():
+                data = old.get(name, np.zeros(0, dtype))
+                ds = f.create_dataset(name, data=data, maxshape=(None,), dtype=dtype, chunks=(256,))
                 ds.attrs["units"], ds.attrs["description"] = units, description
-            elif self.file[name].shape[0] > keep_rows:
-                self.file[name].resize((keep_rows,))
-        for key, value in attrs.items():
-            self.file.attrs[key] = value
-        self.file.flush()
+            times = old.get(RANK_TIMES, np.zeros((0, 1, len(RANK_PARTS))))
+            ds = f.create_dataset(RANK_TIMES, data=times, maxshape=(None, None, len(RANK_PARTS)),
+                                  chunks=(64, 16, len(RANK_PARTS)), fillvalue=np.nan)
+            ds.attrs["units"] = "s"
+            ds.attrs["description"] = ("per generation and rank: seconds in rollouts, waiting for the slowest rank, "
+                                       "collectives (waiting excluded) and the update; NaN where a rank did not exist")
+            ds.attrs["parts"] = list(RANK_PARTS)
+            for key, value in attrs.items():
+                f.attrs[key] = value
+        os.replace(tmp, path)
+        self.file = h5py.File(path, "a", libver="latest")
+        self.file.swmr_mode = True
 
     def append(self, row: dict) -> None:
         missing = set(COLUMNS) - set(row)
         if missing:
             raise KeyError(f"metrics row lacks {sorted(missing)}")
-        for name in COLUMNS:
+        times = self.file[RANK_TIMES]
+        n = times.shape[0]
+        ranks = max(times.shape[1], len(row[RANK_TIMES]))
+        times.resize((n + 1, ranks, len(RANK_PARTS)))
+        times[n, : len(row[RANK_TIMES])] = row[RANK_TIMES]
+        # `generation` last: readers take a row as complete once its generation number is there.
+        for name in sorted(COLUMNS, key=lambda c: c == "generation"):
             ds = self.file[name]
-            n = ds.shape[0]
             ds.resize((n + 1,))
             ds[n] = row[name]
         self.file.flush()
@@ -66,6 +97,31 @@ class MetricsLog:
         self.file.close()
 
 
+def _open_for_reading(path: Path) -> h5py.File:
+    """The writer holds an exclusive lock for the few milliseconds between opening the file and switching
+    SWMR on; a reader that arrives then waits instead of failing."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            return h5py.File(path, "r", swmr=True)
+        except OSError:
+            if time.monotonic() > deadline or not path.exists():
+                raise
+            time.sleep(0.1)
+
+
 def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
-    with h5py.File(Path(run_dir) / METRICS, "r") as f:
-        return {name: f[name][...] for name in f if isinstance(f[name], h5py.Dataset)}
+    """Every column, complete rows only: on a live run the writer may be part-way through a row."""
+    with _open_for_reading(Path(run_dir) / METRICS) as f:
+        columns = {name: f[name][...] for name in f if isinstance(f[name], h5py.Dataset)}
+    n = min((c.shape[0] for c in columns.values()), default=0)
+    # Rows hold generations 0..n-1 and `generation` is written last; a row not yet written reads as 0.
+    done = columns.get("generation", np.arange(n))[:n] == np.arange(n)
+    n = int(np.argmin(np.append(done, False)))
+    return {name: c[:n] for name, c in columns.items()}
+
+
+def read_metrics_attrs(run_dir: Path) -> dict:
+    """The file attributes (job_yaml, job_digest, env_id, ...) as plain Python values."""
+    with _open_for_reading(Path(run_dir) / METRICS) as f:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}

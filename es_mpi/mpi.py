@@ -53,6 +53,9 @@ class LocalComm:
     def node_barrier(self) -> None:
         pass
 
+    def barrier(self) -> None:
+        pass
+
     def tasks(self, generation: int, total: int, dynamic: bool = True) -> Iterator[int]:
         """The task indices this rank runs in `generation`; together the ranks run 0..total-1 once each."""
         return iter(range(total))
@@ -137,6 +140,9 @@ class MpiComm(LocalComm):
 
     def node_barrier(self) -> None:
         self.node.Barrier()
+
+    def barrier(self) -> None:
+        _wait_politely(self.comm.Ibarrier())
 
     def tasks(self, generation: int, total: int, dynamic: bool = True) -> Iterator[int]:
         """Static: task t runs on rank t mod size. Dynamic: the tasks of this node's ranks under the static

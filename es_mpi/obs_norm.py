@@ -45,6 +45,11 @@ class ObsStats:
         return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
 
 
+def normaliser(stats: ObsStats, enabled: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(mean, std) for run_episode, or (None, None) when the job does not normalise observations."""
+    return stats.mean_std() if enabled else (None, None)
+
+
 def accumulate(observations: np.ndarray) -> ObsStats:
     """Statistics of a (steps, dim) block of observations, with zero prior."""
     obs = np.asarray(observations, dtype=np.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -96,8 +97,10 @@ class Recorder:
         _write_text_atomically(run_dir / JOB_FILE, job.to_yaml())
         self.attrs = {"job_yaml": job.to_yaml(), "job_digest": job.digest(), **identity}
         self.metrics = MetricsLog(run_dir, state.generation, self.attrs)
+        self.stop_signal = 0
 
     def __call__(self, state: TrainState, row: dict, checkpoint: bool) -> None:
+        self.stop_signal = row.get("stop_signal", 0)
         self.metrics.append(row)
         print(progress_line(self.job, row), flush=True)
         if checkpoint:
@@ -105,6 +108,8 @@ class Recorder:
 
     def close(self, state: TrainState, code: int) -> None:
         self.metrics.close()
-        word = {0: "done", 3: "stopped by a signal; resume with --resume auto"}.get(code, f"exit {code}")
+        word = "done" if code == 0 else f"exit {code}"
+        if code == 3:
+            word = f"stopped by {signal.Signals(self.stop_signal).name}; resume with --resume auto"
         print(f"{word}: generation {state.generation}, {state.timesteps:,} timesteps, "
               f"checkpoint {self.run_dir / CHECKPOINT}", file=sys.stdout, flush=True)

@@ -7,11 +7,10 @@ import signal
 
 
 class StopFlag:
+    """`signum` is the first stop signal received, 0 until then."""
+
     def __init__(self) -> None:
         self.signum = 0
-
-    def __bool__(self) -> bool:
-        return self.signum != 0
 
     def _handle(self, signum, frame) -> None:
         if signum == signal.SIGINT and self.signum:

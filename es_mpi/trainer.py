@@ -13,7 +13,7 @@ from .config import Job
 from .gradient import es_gradient
 from .mpi import LocalComm
 from .noise import fill_noise, sample_offsets
-from .obs_norm import ObsStats
+from .obs_norm import ObsStats, normaliser
 from .optimizers import OptimizerState, adam_step, init_state, sgd_step
 from .policy import MlpPolicy
 from .ranks import centered_ranks
@@ -23,7 +23,7 @@ from .state import TrainState
 # Row layout of a rollout result: kind (0 pair, 1 eval), index, return a, return b, length a, length b.
 PAIR, EVAL = 0.0, 1.0
 ROW = 6
-HEADER = 5  # rollout seconds, theta checksum, stop flag, result rows, statistics rows
+HEADER = 5  # rollout seconds, theta checksum, stop signal number (0: none), result rows, statistics rows
 
 
 class TrainingError(RuntimeError):
@@ -84,7 +84,7 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
     n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
     n_eval = job.run.eval_episodes if is_eval_generation(job, g) else 0
     take_stats = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
-    mean, std = state.obs.mean_std() if job.policy.obs_norm else (None, None)
+    mean, std = normaliser(state.obs, job.policy.obs_norm)
     rows, stat_rows = [], []
     sigma = np.float32(job.es.sigma)
     for task in comm.tasks(g, n_eval + n, ctx.dynamic):
@@ -113,16 +113,16 @@ def theta_checksum(theta: np.ndarray) -> int:
     return zlib.crc32(theta.tobytes())
 
 
-def generation(ctx: Context, state: TrainState, stop: bool) -> tuple[TrainState, dict, bool]:
-    """Run generation `state.generation` on every rank; returns the new state, its metrics row and
-    whether any rank asked to stop."""
+def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, dict, int]:
+    """Run generation `state.generation` on every rank; `stop` is the number of a signal this rank got
+    (0: none). Returns the new state, its metrics row and the signal any rank got (0: none)."""
     job, comm, policy = ctx.job, ctx.comm, ctx.policy
     g, n = state.generation, job.es.pairs
     t_start = time.perf_counter()
     offsets = sample_offsets(seeds.stream(job.run.seed, g, seeds.OFFSETS), n, ctx.noise.size, policy.num_params)
     rows, stat_rows = rollouts(ctx, state, g, offsets)
     rollout_s = time.perf_counter() - t_start
-    header = [rollout_s, theta_checksum(state.theta), float(bool(stop)), len(rows), len(stat_rows)]
+    header = [rollout_s, theta_checksum(state.theta), float(stop), len(rows), len(stat_rows)]
     blocks = comm.gather_blocks(np.concatenate([header, rows.ravel(), stat_rows.ravel()]))
     comm_s = time.perf_counter() - t_start - rollout_s
 
@@ -205,7 +205,7 @@ def generation(ctx: Context, state: TrainState, stop: bool) -> tuple[TrainState,
         "ranks": comm.size,
         "rank_times": rank_times,
     }
-    return new_state, row, bool(heads[:, 2].any())
+    return new_state, row, int(heads[:, 2].max())
 
 
 def budget_left(job: Job, state: TrainState) -> bool:
@@ -229,15 +229,21 @@ def progress_line(job: Job, row: dict) -> str:
 
 
 def train(ctx: Context, state: TrainState, record, stop) -> tuple[int, TrainState]:
-    """Run generations until the budget is spent (exit status 0) or a rank asked to stop (3).
+    """Run generations until the budget is spent (exit status 0) or a rank got a signal (3).
 
-    `record(state, row, checkpoint)` is rank 0's writer (None elsewhere); `stop` is truthy once a signal came.
+    `record(state, row, checkpoint)` is rank 0's writer (None elsewhere); `stop.signum` is the number of
+    a signal this rank got (0: none). All ranks leave together, after rank 0's last checkpoint, so that a
+    launcher that kills a job when one rank exits (srun --kill-on-bad-exit) cannot cut that write short.
     """
     every = ctx.job.run.checkpoint_every
     while budget_left(ctx.job, state):
-        state, row, stop_now = generation(ctx, state, bool(stop))
+    code = 0
+        state, row, signum = generation(ctx, state, stop.signum)
         if record:
-            record(state, row, stop_now or state.generation % every == 0 or not budget_left(ctx.job, state))
-        if stop_now:
-            return 3, state
-    return 0, state
+            row["stop_signal"] = signum
+            record(state, row, signum or state.generation % every == 0 or not budget_left(ctx.job, state))
+        if signum:
+            code = 3
+            break
+    ctx.comm.barrier()
+    return code, state

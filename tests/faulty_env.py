@@ -52,4 +52,4 @@ class FaultyEnv(gym.Env):
         return np.array([self.x, 1.0]), reward, False, False, {}
 
 
-gym.register("Faulty-v0", entry_point=FaultyEnv, max_episode_steps=20)
+gym.register("Faulty-v0", entry_point=FaultyEnv, max_episode_steps=100)

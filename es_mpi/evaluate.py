@@ -1,0 +1,135 @@
+"""`es-mpi eval`: the checkpoint's noiseless policy over N episodes, spread over the ranks.
+
+Episode e runs on rank e mod size with an env seed derived from (run seed, e), so the returns are the
+same on any number of ranks.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import seeds
+from .checkpoint import CHECKPOINT, read_checkpoint
+from .config import ConfigError, job_from_dict, parse_yaml
+from .envs import make_env
+from .mpi import LocalComm, get_comm
+from .obs_norm import ObsStats, normaliser
+from .policy import make_policy
+from .rollout import run_episode
+from .video import FrameRecorder, check_video_path, render_problem, rendering, write_video
+
+# Seed purpose of checkpoint evaluations; seeds.py's purposes are 0..5, so no stream is shared.
+CHECKPOINT_EVAL = 1000
+
+
+def _load(args) -> tuple[dict, dict]:
+    """Rank 0: check the flags and read the checkpoint once, so every rank evaluates the same policy even
+    when a live run replaces the file meanwhile."""
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a directory; give a run directory made by es-mpi train")
+    if not (run_dir / CHECKPOINT).exists():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT} yet; one is written every run.checkpoint_every generations")
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes {args.episodes}: must be >= 1")
+    for flag, name in (("--csv", args.csv), ("--video", args.video)):
+        if name and not Path(name).parent.is_dir():
+            raise ConfigError(f"{flag} {name}: directory {Path(name).parent} does not exist")
+    if args.video:
+        check_video_path(Path(args.video))
+    state, attrs = read_checkpoint(run_dir / CHECKPOINT)
+    source = f"{run_dir / CHECKPOINT}:job_yaml"
+    job = job_from_dict(parse_yaml(str(attrs.get("job_yaml", "")), source), source)
+    header = {"job": job.to_dict(), "source": source, "generation": state.generation,
+              "timesteps": state.timesteps}
+    return header, {"theta": state.theta, "obs": state.obs.pack()}
+
+
+class _Progress:
+    """A bar on stderr for rank 0's share of the episodes: redrawn in place on a terminal, one line per
+    tenth in a log file."""
+
+    def __init__(self, total: int, note: str) -> None:
+        self.total, self.note, self.shown = total, note, -1
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: float) -> None:
+        tenth = int(10 * done / self.total)
+        if not self.tty and tenth == self.shown:
+            return
+        self.shown = tenth
+        bar = "#" * int(30 * done / self.total)
+        end = "\r" if self.tty and done < self.total else "\n"
+        sys.stderr.write(f"eval [{bar:<30}] {done:.0f}/{self.total} episodes{self.note}{end}")
+        sys.stderr.flush()
+
+
+def _evaluate(comm: LocalComm, header: dict, theta: np.ndarray, obs: np.ndarray, args) -> np.ndarray:
+    """This rank's episodes as rows (episode, env seed, return, length); rank 0 records the video of
+    episode 0 when asked."""
+    job = job_from_dict(header["job"], header["source"])
+    record = bool(args.video) and comm.rank == 0
+    env, limit = make_env(rendering(job.env) if record else job.env, header["source"])
+    problem = render_problem(env) if record else None
+    # Every rank learns of a rank 0 rendering failure and returns, instead of waiting in a collective.
+    if any(block[0] for block in comm.gather_blocks(np.array([float(problem is not None)]))):
+        raise ConfigError(problem or "rank 0 cannot render")
+    policy = make_policy(job.policy, env)
+    mean, std = normaliser(ObsStats.unpack(obs), job.policy.obs_norm)
+    mine = range(comm.rank, args.episodes, comm.size)
+    progress = _Progress(len(mine), f" (rank 0 of {comm.size})" if comm.size > 1 else "")
+    rows = []
+    for k, e in enumerate(mine):
+        env_seed = seeds.derive_seed(job.run.seed, e, CHECKPOINT_EVAL)
+        recorder = None
+        if record and e == 0:
+            recorder = FrameRecorder(env, lambda frames, k=k: progress(k + min(frames / limit, 1.0)))
+        ep = run_episode(recorder or env, policy, theta, mean, std, limit, env_seed)
+        rows.append([e, env_seed, ep.ret, ep.length])
+        if recorder:
+            write_video(Path(args.video), recorder.frames, env.metadata.get("render_fps", 30))
+            print(f"video: {args.video}, {len(recorder.frames)} frames of episode 0 (return {ep.ret:.1f})")
+        if comm.rank == 0:
+            progress(k + 1)
+    return np.asarray(rows, np.float64).reshape(-1, 4)
+
+
+def eval_command(args) -> int:
+    """Exit 0 after printing the statistics on rank 0, 2 for bad input (one line, printed once)."""
+    comm = get_comm()
+    header, arrays = {}, {}
+    if comm.rank == 0:
+        try:
+            header, arrays = _load(args)
+        except ConfigError as exc:
+            header = {"error": str(exc)}
+    header = comm.bcast_json(header)
+    if "error" not in header:
+        theta, obs = comm.bcast_array(arrays.get("theta")), comm.bcast_array(arrays.get("obs"))
+        try:
+            rows = _evaluate(comm, header, theta, obs, args)
+        except ConfigError as exc:
+            header = {"error": str(exc)}
+    if "error" in header:
+        if comm.rank == 0:
+            print(f"es-mpi: error: {header['error']}", file=sys.stderr)
+        return 2
+    rows = np.concatenate(comm.gather_blocks(rows.ravel())).reshape(-1, 4)
+    if comm.rank != 0:
+        return 0
+    rows = rows[np.argsort(rows[:, 0])]
+    returns = rows[:, 2]
+    print(f"eval {args.run_dir}: {header['job']['env']['id']}, checkpoint generation {header['generation']} "
+          f"({header['timesteps']:,} timesteps), {len(rows)} episodes on {comm.size} rank(s)")
+    print(f"return mean {returns.mean():.1f} std {returns.std():.1f} min {returns.min():.1f} "
+          f"max {returns.max():.1f} | length mean {rows[:, 3].mean():.1f}")
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["episode", "env_seed", "return", "length"])
+            writer.writerows([int(e), int(s), repr(float(r)), int(n)] for e, s, r, n in rows)
+    return 0

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Atari (Pong) at the paper's 720 cores: 40 machines x 18 cores, one MPI rank per core.
+# Needs Atari support and its job file jobs/pong.yaml; until then it stops at once with status 2.
+#
+#   cd es-mpi && sbatch slurm/atari_720.sh [es-mpi train arguments...]
+#
+# Submit from the repository root (or set ES_MPI_ROOT); site settings: ES_MPI_* variables (slurm/lib.sh).
+#
+#SBATCH --job-name=atari_720
+#SBATCH --nodes=40
+#SBATCH --ntasks-per-node=18
+#SBATCH --cpus-per-task=1
+#SBATCH --time=24:00:00
+# Atari generations are longer than MuJoCo ones: 10 minutes of warning (see humanoid_1440.sh).
+#SBATCH --signal=USR1@600
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output=slurm-%x-%j.out
+set -euo pipefail
+
+# sbatch runs a copy of this file from its spool directory, so $0 cannot locate the repository.
+ES_MPI_ROOT=${ES_MPI_ROOT:-${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}}
+if [ ! -f "$ES_MPI_ROOT/slurm/lib.sh" ]; then
+    echo "es-mpi-slurm: error: no slurm/lib.sh in '$ES_MPI_ROOT'; submit from the repository root or set ES_MPI_ROOT" >&2
+    exit 2
+fi
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ES_MPI_ROOT/slurm/lib.sh"
+
+# es_mpi_run refuses a missing job file with a clear message (status 2) before anything starts.
+es_mpi_run jobs/pong.yaml "${SLURM_JOB_NAME:-atari_720}" "$@"
