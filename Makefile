@@ -9,8 +9,11 @@ RANKS   ?= 2
 JOB     ?= jobs/default.yaml
 RUN_DIR ?= results/runs/default-$(shell date +%Y%m%d-%H%M%S)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Debian libraries for offscreen MuJoCo rendering (eval --video). The Slurm tests install their own
+# packages (tests/cluster/start_slurm.sh). Installed only when running as root with apt-get.
+DEBS    ?= libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup system-deps run test lint bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +26,15 @@ setup: $(VENV)/.installed
 run: setup
 	mpiexec -n $(RANKS) es-mpi train $(JOB) --run-dir $(RUN_DIR)
 
-test: setup
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  fi; \
+	else echo "not root: skipping Debian packages ($(DEBS)); video and Slurm tests may skip"; fi
+
+test: setup system-deps
 	$(VENV)/bin/python -m pytest -q tests
 
 lint: setup
