@@ -236,8 +236,8 @@ def train(ctx: Context, state: TrainState, record, stop) -> tuple[int, TrainStat
     launcher that kills a job when one rank exits (srun --kill-on-bad-exit) cannot cut that write short.
     """
     every = ctx.job.run.checkpoint_every
-    while budget_left(ctx.job, state):
     code = 0
+    while budget_left(ctx.job, state):
         state, row, signum = generation(ctx, state, stop.signum)
         if record:
             row["stop_signal"] = signum
