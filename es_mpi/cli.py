@@ -93,8 +93,10 @@ def _startup(args) -> tuple[dict, dict]:
 def train_command(args) -> int:
     from .config import ConfigError
     from .mpi import get_comm
+    from .signals import StopFlag
     from .trainer import TrainingError
 
+    stop = StopFlag().install()  # early: Slurm's USR1 during start-up must not kill a rank
     comm = get_comm()
     if comm.size > 1:
         _install_abort_hook(comm)
@@ -102,10 +104,8 @@ def train_command(args) -> int:
     if comm.rank == 0:
         try:
             header, arrays = _startup(args)
-    from .signals import StopFlag
         except ConfigError as exc:
             header = {"error": str(exc)}
-    stop = StopFlag().install()  # early: Slurm's USR1 during start-up must not kill a rank
     header = comm.bcast_json(header)
     if "error" in header:
         if comm.rank == 0:
