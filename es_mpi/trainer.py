@@ -20,9 +20,10 @@ from .ranks import centered_ranks
 from .rollout import run_episode
 from .state import TrainState
 
-# Row layout of a rollout result: kind (0 pair, 1 eval), index, return a, return b, length a, length b.
-PAIR, EVAL = 0.0, 1.0
-ROW = 6
+# Row layout of one episode's result: kind, index, return, length. A training episode's index is
+# 2 j + side for pair j (side 0: theta + sigma eps_j, side 1: theta - sigma eps_j).
+TRAIN, EVAL = 0.0, 1.0
+ROW = 4
 HEADER = 5  # rollout seconds, theta checksum, stop signal number (0: none), result rows, statistics rows
 
 
@@ -76,9 +77,10 @@ def is_eval_generation(job: Job, g: int) -> bool:
 def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """This rank's share of the generation: result rows and observation-statistics rows.
 
-    Tasks are the evaluation episodes (long, so first) then the pairs; which rank runs which does not
-    matter: every number a task produces depends only on (theta, task index, seeds). Both members of a
-    pair share the env seed and the action-noise stream (common random numbers).
+    Tasks are single episodes, the evaluation ones (long, so first) then both members of every pair;
+    single episodes rather than pairs halve the unit of work, and so the wait for the last one. Which rank
+    runs which does not matter: every number an episode produces depends only on (theta, pair, side,
+    seeds). Both members of a pair share the env seed and the action-noise stream (common random numbers).
     """
     job, comm, policy = ctx.job, ctx.comm, ctx.policy
     n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
@@ -87,24 +89,23 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
     mean, std = normaliser(state.obs, job.policy.obs_norm)
     rows, stat_rows = [], []
     sigma = np.float32(job.es.sigma)
-    for task in comm.tasks(g, n_eval + n, ctx.dynamic):
+    for task in comm.tasks(g, n_eval + 2 * n, ctx.dynamic):
         if task < n_eval:
             env_seed = seeds.derive_seed(seed, g, task, seeds.EVAL)
             ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, env_seed)
-            rows.append([EVAL, task, ep.ret, 0.0, ep.length, 0])
+            rows.append([EVAL, task, ep.ret, ep.length])
             continue
-        j = task - n_eval
+        k = task - n_eval
+        j, side = divmod(k, 2)
         perturbation = sigma * ctx.noise[offsets[j] : offsets[j] + dim]
-        env_seed = seeds.derive_seed(seed, g, j, seeds.ENV)
-        eps = []
-        for theta in (state.theta + perturbation, state.theta - perturbation):
-            eps.append(run_episode(
-                ctx.env, policy, theta, mean, std, state.episode_cap, env_seed,
-                seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]),
-            ))
-        rows.append([PAIR, j, eps[0].ret, eps[1].ret, eps[0].length, eps[1].length])
-        if take_stats[j]:
-            stat_rows.append(np.concatenate([[j], eps[0].stats.add(eps[1].stats).pack()]))
+        theta = state.theta - perturbation if side else state.theta + perturbation
+        ep = run_episode(
+            ctx.env, policy, theta, mean, std, state.episode_cap, seeds.derive_seed(seed, g, j, seeds.ENV),
+            seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]),
+        )
+        rows.append([TRAIN, k, ep.ret, ep.length])
+        if ep.stats is not None:
+            stat_rows.append(np.concatenate([[k], ep.stats.pack()]))
     stat_width = 2 + 2 * policy.obs_dim
     return np.asarray(rows, np.float64).reshape(-1, ROW), np.asarray(stat_rows, np.float64).reshape(-1, stat_width)
 
@@ -138,11 +139,11 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
     stat_width = 2 + 2 * policy.obs_dim
     all_stats = np.concatenate([b[end:] for b, end in zip(blocks, ends)]).reshape(-1, stat_width)
 
-    pairs = all_rows[all_rows[:, 0] == PAIR]
-    pairs = pairs[np.argsort(pairs[:, 1], kind="stable")]
-    if not np.array_equal(pairs[:, 1], np.arange(n)):
-        raise TrainingError(f"generation {g}: gathered pair indices are not 0..{n - 1} exactly once")
-    returns, lengths = pairs[:, 2:4], pairs[:, 4:6].astype(np.int64)
+    episodes = all_rows[all_rows[:, 0] == TRAIN]
+    episodes = episodes[np.argsort(episodes[:, 1], kind="stable")]
+    if not np.array_equal(episodes[:, 1], np.arange(2 * n)):
+        raise TrainingError(f"generation {g}: gathered episodes are not both members of pairs 0..{n - 1} once")
+    returns, lengths = episodes[:, 2].reshape(n, 2), episodes[:, 3].reshape(n, 2).astype(np.int64)
     bad = np.argwhere(~np.isfinite(returns))
     if bad.size:
         j, side = bad[0]
@@ -191,7 +192,7 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
         "return_max": float(returns.max()),
         "length_mean": float(lengths.mean()),
         "eval_return": float(evals[:, 2].mean()) if len(evals) else np.nan,
-        "eval_length": float(evals[:, 4].mean()) if len(evals) else np.nan,
+        "eval_length": float(evals[:, 3].mean()) if len(evals) else np.nan,
         "episode_cap": state.episode_cap,
         "theta_norm": float(np.linalg.norm(theta.astype(np.float64))),
         "grad_norm": float(np.linalg.norm(grad.astype(np.float64))),
@@ -201,7 +202,7 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
         "wait_s": float(means[1]),
         "comm_s": float(means[2]),
         "update_s": float(means[3]),
-        "steps_per_s": (steps + float(evals[:, 4].sum())) / gen_s,
+        "steps_per_s": (steps + float(evals[:, 3].sum())) / gen_s,
         "ranks": comm.size,
         "rank_times": rank_times,
     }
