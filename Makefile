@@ -40,8 +40,12 @@ test: setup system-deps
 lint: setup
 	$(VENV)/bin/ruff check es_mpi tests bench results
 
+# Benchmarks print their figures and write JSON to bench/out/; run them on an otherwise idle machine.
 bench: setup
 	$(VENV)/bin/python bench/throughput.py
+	$(VENV)/bin/python bench/memory.py
+	$(VENV)/bin/python bench/stragglers.py
+	$(VENV)/bin/python bench/scaling.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
