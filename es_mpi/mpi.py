@@ -16,6 +16,10 @@ from typing import Any
 import numpy as np
 
 _POLL_S = 1e-4
+# Which atomic counter hands out tasks: 'node' (node-shared memory) or 'global' (one on rank 0).
+# Unset: 'node' when all ranks share a node, else 'global'.
+COUNTER_VAR = "ES_MPI_TASK_COUNTER"
+COUNTER_MODES = ("node", "global")
 
 
 class LocalComm:
@@ -60,6 +64,10 @@ class LocalComm:
         """The task indices this rank runs in `generation`; together the ranks run 0..total-1 once each."""
         return iter(range(total))
 
+    def progress_hook(self) -> Callable[[], None] | None:
+        """What a rank calls every few env steps so that others can reach its memory (None: nothing)."""
+        return None
+
     def abort(self, code: int) -> None:
         os._exit(code)
 
@@ -83,10 +91,21 @@ class MpiComm(LocalComm):
         self.node.Bcast(leader, root=0)
         comm.Allgather(leader, self.node_of)
         self._windows = []
-        # Two counters used alternately by successive generations: a node's first rank resets the next
+        # Two counters used alternately by successive generations: their owner resets the next
         # generation's counter while the other is in use, so no extra synchronisation is needed.
-        self._counters = self.node_array(2, np.int64)
-        self._counter_win = self._windows[-1]
+        self.counter = task_counter_mode(len(set(self.node_of.tolist())))
+        if self.counter == "node":
+            self.node_array(2, np.int64)
+            self._counter_win, self._counter_owner, self._counter_host = self._windows[-1], 0, self.node_rank == 0
+        else:
+            # Cross-node: rank 0 holds the counter; MPICH serves remote atomics only while the target is in
+            # MPI, so rank 0 polls (progress_hook) during its episodes.
+            win = MPI.Win.Allocate(16 if self.rank == 0 else 0, 8, comm=comm)
+            if self.rank == 0:
+                np.frombuffer(win.tomemory(), dtype=np.int64)[:] = 0
+            comm.Barrier()
+            self._windows.append(win)
+            self._counter_win, self._counter_owner, self._counter_host = win, 0, self.rank == 0
         self._counter_win.Lock_all()
 
     def _bcast_bytes(self, data: bytes | None) -> bytes:
@@ -145,32 +164,50 @@ class MpiComm(LocalComm):
         _wait_politely(self.comm.Ibarrier())
 
     def tasks(self, generation: int, total: int, dynamic: bool = True) -> Iterator[int]:
-        """Static: task t runs on rank t mod size. Dynamic: the tasks of this node's ranks under the static
-        rule form the node's list, and its ranks take the next one whenever they are free, through an
-        atomic counter in node-shared memory (no target progress needed, unlike cross-node RMA)."""
+        """Static: task t runs on rank t mod size. Dynamic: a free rank takes the next task from an atomic
+        counter. With the `node` counter (the default on one node) the counter sits in node-shared memory
+        and covers the tasks the static rule gives the node's ranks; with `global` (the default across
+        nodes) rank 0 holds one counter for all tasks, and each rank's first task is its own rank number,
+        so no rank waits for rank 0 to start."""
         if not dynamic:
             yield from range(self.rank, total, self.size)
             return
-        mine = np.flatnonzero(self.node_of[np.arange(total) % self.size] == self.node_of[self.rank])
         slot = generation % 2
-        if self.node_rank == 0:
+        if self._counter_host:
             self._fetch_add(1 - slot, 0, self.MPI.REPLACE)
+        if self.counter == "node":
+            tasks = np.flatnonzero(self.node_of[np.arange(total) % self.size] == self.node_of[self.rank])
+            first = 0
+        else:
+            tasks, first = np.arange(total), self.size
+            if self.rank < total:
+                yield self.rank
         while True:
-            i = self._fetch_add(slot, 1, self.MPI.SUM)
-            if i >= mine.size:
+            i = first + self._fetch_add(slot, 1, self.MPI.SUM)
+            if i >= tasks.size:
                 return
-            yield int(mine[i])
+            yield int(tasks[i])
+
+    def progress_hook(self) -> Callable[[], None] | None:
+        return self.comm.Iprobe if self.counter == "global" and self.rank == 0 else None
 
     def _fetch_add(self, slot: int, value: int, op) -> int:
         result = np.empty(1, np.int64)
-        self._counter_win.Fetch_and_op(np.array([value], np.int64), result, 0, slot, op)
-        self._counter_win.Flush(0)
+        self._counter_win.Fetch_and_op(np.array([value], np.int64), result, self._counter_owner, slot, op)
+        self._counter_win.Flush(self._counter_owner)
         return int(result[0])
 
     def abort(self, code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         self.comm.Abort(code)
+
+
+def task_counter_mode(nodes: int) -> str:
+    """The counter $ES_MPI_TASK_COUNTER asks for (the CLI refuses other values before start-up), else
+    'node' on one node and 'global' across several."""
+    asked = os.environ.get(COUNTER_VAR, "")
+    return asked if asked in COUNTER_MODES else ("node" if nodes == 1 else "global")
 
 
 def _wait_politely(request) -> None:

@@ -89,10 +89,11 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
     mean, std = normaliser(state.obs, job.policy.obs_norm)
     rows, stat_rows = [], []
     sigma = np.float32(job.es.sigma)
+    poll = comm.progress_hook()
     for task in comm.tasks(g, n_eval + 2 * n, ctx.dynamic):
         if task < n_eval:
             env_seed = seeds.derive_seed(seed, g, task, seeds.EVAL)
-            ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, env_seed)
+            ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, env_seed, poll=poll)
             rows.append([EVAL, task, ep.ret, ep.length])
             continue
         k = task - n_eval
@@ -101,7 +102,7 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
         theta = state.theta - perturbation if side else state.theta + perturbation
         ep = run_episode(
             ctx.env, policy, theta, mean, std, state.episode_cap, seeds.derive_seed(seed, g, j, seeds.ENV),
-            seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]),
+            seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]), poll,
         )
         rows.append([TRAIN, k, ep.ret, ep.length])
         if ep.stats is not None:

@@ -8,10 +8,10 @@ from helpers import read_theta, run_cli, tiny_job, write_job
 pytestmark = pytest.mark.mpi
 
 
-def train(tmp_path, name, ranks):
+def train(tmp_path, name, ranks, env=None):
     path = write_job(tmp_path / "job.yaml", tiny_job())
     run = tmp_path / name
-    proc = run_cli(["train", path, "--run-dir", run], ranks=ranks)
+    proc = run_cli(["train", path, "--run-dir", run], ranks=ranks, env=env)
     assert proc.returncode == 0, proc.stderr
     return run
 
@@ -19,8 +19,10 @@ def train(tmp_path, name, ranks):
 def test_theta_is_bit_identical_on_1_2_and_3_ranks(tmp_path):
     runs = {k: train(tmp_path, f"r{k}", k) for k in (1, 2, 3)}
     alone = train(tmp_path, "alone", None)
+    # The cluster-wide counter on rank 0 (the default across nodes), forced on this single node.
+    global_counter = train(tmp_path, "global", 3, {"ES_MPI_TASK_COUNTER": "global"})
     ref = read_theta(runs[1])
-    for run in [runs[2], runs[3], alone]:
+    for run in [runs[2], runs[3], alone, global_counter]:
         assert np.array_equal(read_theta(run), ref)
     with h5py.File(runs[1] / "metrics.h5") as a, h5py.File(runs[3] / "metrics.h5") as b:
         for col in ("return_mean", "return_max", "timesteps", "eval_return", "episode_cap"):
