@@ -28,7 +28,6 @@ from pathlib import Path  # noqa: E402
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-from es_mpi import trainer  # noqa: E402
 from es_mpi.config import load_job  # noqa: E402
 from es_mpi.envs import make_env  # noqa: E402
 from es_mpi.mpi import LocalComm  # noqa: E402
@@ -56,20 +55,23 @@ def training_rate(ctx: Context, generations: int) -> tuple[float, list[dict]]:
 def record_episodes(ctx: Context, generations: int) -> list[dict]:
     """The arguments and results of every episode a training run plays (an untimed pass)."""
     played = []
-    original = trainer.run_episode
 
-    def recording(env, policy, theta, mean, std, cap, env_seed, noise_rng=None, noise_std=0.0, collect=False):
-        noise_state = noise_rng.bit_generator.state if noise_rng is not None else None
-        ep = original(env, policy, theta, mean, std, cap, env_seed, noise_rng, noise_std, collect)
-        played.append({"theta": theta.copy(), "mean": mean, "std": std, "cap": cap, "seed": env_seed,
-                       "noise_state": noise_state, "noise_std": noise_std, "ret": ep.ret, "length": ep.length})
-        return ep
+    def recording(specs, mean, std, poll=None):
+        taken = []
 
-    trainer.run_episode = recording
-    try:
-        training_rate(ctx, generations)
-    finally:
-        trainer.run_episode = original
+        def tap():
+            for spec in specs:
+                taken.append((spec, spec.noise_rng.bit_generator.state if spec.noise_rng is not None else None))
+                yield spec
+
+        episodes = ctx.run_episodes(tap(), mean, std, poll)
+        for (spec, noise_state), ep in zip(taken, episodes):
+            played.append({"theta": spec.theta.copy(), "mean": mean, "std": std, "cap": spec.cap,
+                           "seed": spec.env_seed, "noise_state": noise_state, "noise_std": spec.noise_std,
+                           "ret": ep.ret, "length": ep.length})
+        return episodes
+
+    training_rate(replace(ctx, run_episodes=recording), generations)
     return played
 
 
@@ -102,22 +104,27 @@ def plain_rate(env_id: str, policy, episodes: list[dict]) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def measure(env_id: str, pairs: int, generations: int, repeats: int) -> dict:
+def measure(env_id: str, pairs: int, generations: int, repeats: int, slot_counts: list[int]) -> dict:
+    """Training with each number of lockstep slots (1: one gymnasium episode at a time) against the
+    plain replay, alternating within each repeat."""
     job = load_job(ROOT / "jobs" / JOBS[env_id], [f"es.pairs={pairs}", "es.noise_table_size=20000000"])
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
-    ctx = build_context(job, LocalComm(), env, limit, policy)
-    episodes = record_episodes(ctx, generations)
-    train_rates, plain_rates = [], []
-    for _ in range(repeats):  # alternate, so that machine noise hits both sides alike
-        train_rates.append(training_rate(ctx, generations)[0])
+    contexts = {k: build_context(job, LocalComm(), env, limit, policy, slots=k) for k in slot_counts}
+    episodes = record_episodes(contexts[slot_counts[0]], generations)
+    train_rates: dict[int, list[float]] = {k: [] for k in slot_counts}
+    plain_rates = []
+    for _ in range(repeats):  # alternate, so that machine noise hits every side alike
+        for k, ctx in contexts.items():
+            train_rates[k].append(training_rate(ctx, generations)[0])
         plain_rates.append(plain_rate(env_id, policy, episodes))
-    t, p = statistics.median(train_rates), statistics.median(plain_rates)
+    plain = statistics.median(plain_rates)
     return {
         "env": env_id, "job": JOBS[env_id], "params": policy.num_params, "pairs": pairs,
         "generations": generations, "episodes": len(episodes), "steps": sum(e["length"] for e in episodes),
-        "repeats": repeats, "training_steps_per_s": train_rates, "plain_steps_per_s": plain_rates,
-        "training_median": t, "plain_median": p, "ratio": t / p,
+        "repeats": repeats, "plain_steps_per_s": plain_rates, "plain_median": plain,
+        "training": {str(k): {"steps_per_s": r, "median": statistics.median(r),
+                              "ratio": statistics.median(r) / plain} for k, r in train_rates.items()},
     }
 
 
@@ -127,13 +134,14 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--generations", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--slots", type=int, nargs="+", default=[1, 8], help="lockstep simulations per rank")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "throughput.json"))
     args = ap.parse_args()
-    results = [measure(e, args.pairs, args.generations, args.repeats) for e in args.envs]
-    print(f"{'env':<16} {'params':>8} {'training steps/s':>17} {'plain gym steps/s':>18} {'ratio':>6}")
+    results = [measure(e, args.pairs, args.generations, args.repeats, args.slots) for e in args.envs]
+    print(f"{'env':<16} {'params':>8} {'plain gym steps/s':>18}  training steps/s (ratio) by slots")
     for r in results:
-        print(f"{r['env']:<16} {r['params']:>8,} {r['training_median']:>17,.0f} {r['plain_median']:>18,.0f} "
-              f"{r['ratio']:>6.3f}")
+        cells = "  ".join(f"{k}: {t['median']:,.0f} ({t['ratio']:.3f})" for k, t in r["training"].items())
+        print(f"{r['env']:<16} {r['params']:>8,} {r['plain_median']:>18,.0f}  {cells}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.processor() or platform.machine(),

@@ -28,6 +28,7 @@ _DATASETS = {
     "optimizer/v": ("1", "Adam second moment (unused by SGD)"),
     "obs_stats/sum": ("observation units", "sum of raw observations seen by the statistics"),
     "obs_stats/sumsq": ("observation units^2", "sum of squared raw observations"),
+    "ref_batch": ("pixel value 0-255", "cnn: virtual batch norm reference batch (observations of random play)"),
 }
 
 
@@ -51,10 +52,13 @@ def write_checkpoint(run_dir: Path, state: TrainState, attrs: dict) -> Path:
         "obs_stats/sum": state.obs.total,
         "obs_stats/sumsq": state.obs.total_sq,
     }
+    if state.ref_batch is not None:
+        arrays["ref_batch"] = state.ref_batch
     with h5py.File(tmp, "w") as f:
         for name, data in arrays.items():
-            # fletcher32 checksums let a load detect flipped or truncated data.
-            ds = f.create_dataset(name, data=data, chunks=True, fletcher32=True)
+            # fletcher32 checksums let a load detect flipped or truncated data; frames compress well.
+            packed = {"compression": "gzip", "compression_opts": 1} if name == "ref_batch" else {}
+            ds = f.create_dataset(name, data=data, chunks=True, fletcher32=True, **packed)
             ds.attrs["units"], ds.attrs["description"] = _DATASETS[name]
         f["optimizer"].attrs["step"] = state.opt.step
         f["obs_stats"].attrs["count"] = state.obs.count
@@ -106,6 +110,7 @@ def read_checkpoint(path: Path) -> tuple[TrainState, dict]:
                 theta=f["theta"][...],
                 opt=OptimizerState(int(f["optimizer"].attrs["step"]), f["optimizer/m"][...], f["optimizer/v"][...]),
                 obs=ObsStats(float(f["obs_stats"].attrs["count"]), f["obs_stats/sum"][...], f["obs_stats/sumsq"][...]),
+                ref_batch=f["ref_batch"][...] if "ref_batch" in f else None,
             )
     except ConfigError:
         raise

@@ -55,6 +55,8 @@ def _install_abort_hook(comm) -> None:
 
 def _startup(args) -> tuple[dict, dict]:
     """Rank 0: validate everything and open the run directory before any rank does MPI work."""
+    import numpy as np
+
     from .config import ConfigError, load_job
     from .envs import make_env
     from .policy import make_policy
@@ -63,7 +65,7 @@ def _startup(args) -> tuple[dict, dict]:
 
     job = load_job(args.job, args.overrides)
     env, limit = make_env(job.env, args.job)
-    policy = make_policy(job.policy, env)
+    policy = make_policy(job.policy, env, source=args.job)
     if job.es.noise_table_size < policy.num_params + 1:
         raise ConfigError(
             f"{args.job}: es.noise_table_size {job.es.noise_table_size:,} is smaller than the policy's "
@@ -77,6 +79,12 @@ def _startup(args) -> tuple[dict, dict]:
     elif state.theta.size != policy.num_params:
         raise ConfigError(f"{run_dir}: checkpoint has {state.theta.size} parameters, the job's policy "
                           f"{policy.num_params}; use another --run-dir")
+    if job.policy.kind == "cnn" and state.ref_batch is None:
+        from dataclasses import replace
+
+        from .reference_batch import collect_reference_batch
+
+        state = replace(state, ref_batch=collect_reference_batch(env, job.policy.ref_batch, job.run.seed))
     if notice:
         print(f"es-mpi: notice: {notice}", file=sys.stderr, flush=True)
     header = {
@@ -86,7 +94,8 @@ def _startup(args) -> tuple[dict, dict]:
         "obs_count": state.obs.count, "noise_fingerprint": attrs.get("noise_fingerprint"),
     }
     arrays = {"theta": state.theta, "m": state.opt.m, "v": state.opt.v, "obs_sum": state.obs.total,
-              "obs_sumsq": state.obs.total_sq}
+              "obs_sumsq": state.obs.total_sq,
+              "ref_batch": state.ref_batch if state.ref_batch is not None else np.zeros(0, np.uint8)}
     return header, arrays
 
 
@@ -111,7 +120,7 @@ def train_command(args) -> int:
         if comm.rank == 0:
             print(f"es-mpi: error: {header['error']}", file=sys.stderr)
         return 2
-    got = {k: comm.bcast_array(arrays.get(k)) for k in ("theta", "m", "v", "obs_sum", "obs_sumsq")}
+    got = {k: comm.bcast_array(arrays.get(k)) for k in ("theta", "m", "v", "obs_sum", "obs_sumsq", "ref_batch")}
     try:
         return _train_all_ranks(comm, header, got, stop)
     except (ConfigError, TrainingError) as exc:
@@ -137,9 +146,10 @@ def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
         header["generation"], header["timesteps"], header["episodes"], header["episode_cap"], header["wall_s"],
         got["theta"], OptimizerState(header["opt_step"], got["m"], got["v"]),
         ObsStats(header["obs_count"], got["obs_sum"], got["obs_sumsq"]),
+        got["ref_batch"] if got["ref_batch"].size else None,
     )
     env, limit = make_env(job.env, header["source"])
-    policy = make_policy(job.policy, env)
+    policy = make_policy(job.policy, env, state.ref_batch, header["source"])
     ctx = build_context(job, comm, env, limit, policy)
     noise = ctx.noise
     if header["resumed"] and header["noise_fingerprint"] not in (None, noise_fingerprint(noise)):

@@ -77,22 +77,34 @@ class AdaptiveCap:
 
 
 @dataclass(frozen=True)
+class AtariConfig:
+    """Preprocessing of ALE envs (ignored for others); defaults as in the paper's era (README)."""
+
+    frame_skip: int = _key(4, _positive, "emulator frames per agent action (last two max-pooled)")
+    repeat_action_probability: float = _key(0.0, _unit_open, "sticky actions: chance per frame to repeat the last")
+    noop_max: int = _key(30, _non_negative, "reset plays 1..noop_max NOOP frames (0: none)")
+    frame_stack: int = _key(4, _positive, "84x84 grayscale frames stacked into one observation")
+
+
+@dataclass(frozen=True)
 class EnvConfig:
     id: str = _key(help="gymnasium environment id, e.g. HalfCheetah-v5")
     kwargs: dict = _key({}, help="keyword arguments for gymnasium.make")
     episode_cap: Literal["env", "adaptive"] = _key("env", help="'env': the env's own limit; 'adaptive'")
     adaptive: AdaptiveCap = _key(AdaptiveCap(), help="settings of the adaptive episode cap")
+    atari: AtariConfig = _key(AtariConfig(), help="preprocessing of ALE (Atari) envs")
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    kind: Literal["mlp"] = _key("mlp", help="policy network")
+    kind: Literal["mlp", "cnn"] = _key("mlp", help="policy network: mlp, or cnn for ALE envs")
     hidden: list[int] = _key([64, 64], _hidden, "hidden layer sizes")
     activation: Literal["tanh", "relu", "elu"] = _key("tanh", help="hidden activation")
     actions: str = _key("continuous", _actions, "'continuous' or 'uniform:N' (N bins per action dim)")
     action_noise: float = _key(0.01, _non_negative, "std of Gaussian action noise in training rollouts")
     obs_norm: bool = _key(True, help="normalise observations with running statistics")
     obs_stat_fraction: float = _key(0.01, _fraction, "fraction of pairs whose observations feed the stats")
+    ref_batch: int = _key(128, _positive, "cnn: observations in the virtual batch norm reference batch")
 
 
 @dataclass(frozen=True)
@@ -240,8 +252,20 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = parse_yaml(text, f"--set {dotted}")
 
 
+def _check_job(job: Job, source: str) -> Job:
+    """Rules that tie keys together (the per-key checks live in the dataclasses)."""
+    p = job.policy
+    if p.kind == "cnn" and p.obs_norm:
+        raise ConfigError(f"{source}: policy.obs_norm must be false with policy.kind cnn (virtual batch "
+                          "normalisation replaces it), got true")
+    if p.kind == "cnn" and p.action_noise != 0:
+        raise ConfigError(f"{source}: policy.action_noise must be 0 with policy.kind cnn (greedy discrete "
+                          f"actions), got {p.action_noise!r}")
+    return job
+
+
 def job_from_dict(raw: Any, source: str) -> Job:
-    return _build(Job, raw, "", source)
+    return _check_job(_build(Job, raw, "", source), source)
 
 
 def load_job(path: str | Path, overrides: list[str] = ()) -> Job:

@@ -28,6 +28,10 @@ def check_env_id(env_id: str, source: str) -> None:
         env_id = name
     if env_id in gym.envs.registry:
         return
+    from .atari import is_ale_id
+
+    if is_ale_id(env_id):  # imports ale_py, which registers ALE/Pong-v5 and the other Atari ids
+        return
     near = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(near)}?" if near else "; see gymnasium.envs.registry for the known ids"
     raise ConfigError(f"{source}: env.id {env_id!r} is not a registered gymnasium environment{hint}")
@@ -47,13 +51,23 @@ def _mujoco_warning(message: str) -> None:
 
 
 def make_env(cfg: EnvConfig, source: str = "job"):
-    """(unwrapped env, its own episode limit). Wrappers are skipped: the rollout loop caps episodes."""
+    """(unwrapped env, its own episode limit). Wrappers are skipped: the rollout loop caps episodes.
+    ALE ids get es-mpi's own Atari env with the standard preprocessing (atari.py)."""
     import gymnasium as gym
-    import mujoco
 
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    mujoco.set_mju_user_warning(_mujoco_warning)
+    from .atari import is_ale_id, make_atari_env
+
     check_env_id(cfg.id, source)
+    if is_ale_id(cfg.id):
+        return make_atari_env(cfg, source)
+    try:
+        import mujoco
+    except (ImportError, AttributeError, RuntimeError) as exc:  # a broken GL back end fails at import
+        raise ConfigError(
+            f"cannot import mujoco with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} ({exc}); training needs no "
+            "rendering: unset MUJOCO_GL, or install the libraries of that back end (Debian: libegl1 for egl)"
+        ) from None
+    mujoco.set_mju_user_warning(_mujoco_warning)
     try:
         env = gym.make(cfg.id, **cfg.kwargs)
     except Exception as exc:  # env constructors raise many types for bad kwargs

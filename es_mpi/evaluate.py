@@ -46,7 +46,8 @@ def _load(args) -> tuple[dict, dict]:
     job = job_from_dict(parse_yaml(str(attrs.get("job_yaml", "")), source), source)
     header = {"job": job.to_dict(), "source": source, "generation": state.generation,
               "timesteps": state.timesteps}
-    return header, {"theta": state.theta, "obs": state.obs.pack()}
+    ref_batch = state.ref_batch if state.ref_batch is not None else np.zeros(0, np.uint8)
+    return header, {"theta": state.theta, "obs": state.obs.pack(), "ref_batch": ref_batch}
 
 
 class _Progress:
@@ -68,7 +69,7 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _evaluate(comm: LocalComm, header: dict, theta: np.ndarray, obs: np.ndarray, args) -> np.ndarray:
+def _evaluate(comm: LocalComm, header: dict, got: dict, args) -> np.ndarray:
     """This rank's episodes as rows (episode, env seed, return, length); rank 0 records the video of
     episode 0 when asked."""
     job = job_from_dict(header["job"], header["source"])
@@ -78,7 +79,9 @@ def _evaluate(comm: LocalComm, header: dict, theta: np.ndarray, obs: np.ndarray,
     # Every rank learns of a rank 0 rendering failure and returns, instead of waiting in a collective.
     if any(block[0] for block in comm.gather_blocks(np.array([float(problem is not None)]))):
         raise ConfigError(problem or "rank 0 cannot render")
-    policy = make_policy(job.policy, env)
+    ref_batch = got["ref_batch"] if got["ref_batch"].size else None
+    policy = make_policy(job.policy, env, ref_batch, header["source"])
+    theta, obs = got["theta"], got["obs"]
     mean, std = normaliser(ObsStats.unpack(obs), job.policy.obs_norm)
     mine = range(comm.rank, args.episodes, comm.size)
     progress = _Progress(len(mine), f" (rank 0 of {comm.size})" if comm.size > 1 else "")
@@ -109,9 +112,9 @@ def eval_command(args) -> int:
             header = {"error": str(exc)}
     header = comm.bcast_json(header)
     if "error" not in header:
-        theta, obs = comm.bcast_array(arrays.get("theta")), comm.bcast_array(arrays.get("obs"))
+        got = {k: comm.bcast_array(arrays.get(k)) for k in ("theta", "obs", "ref_batch")}
         try:
-            rows = _evaluate(comm, header, theta, obs, args)
+            rows = _evaluate(comm, header, got, args)
         except ConfigError as exc:
             header = {"error": str(exc)}
     if "error" in header:

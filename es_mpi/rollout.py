@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,8 +10,22 @@ import numpy as np
 from .obs_norm import ObsStats, accumulate, normalise
 from .policy import MlpPolicy
 
-_NOISE_BLOCK = 128
-_POLL_EVERY = 8
+# Action noise is drawn this many steps at a time (the batched runner draws the same blocks).
+NOISE_BLOCK = 128
+# Steps between calls of the progress hook.
+POLL_EVERY = 8
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """The arguments of one `run_episode` call that vary between episodes."""
+
+    theta: np.ndarray
+    env_seed: int
+    cap: int
+    noise_rng: np.random.Generator | None = None
+    noise_std: float = 0.0
+    collect_stats: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,17 +57,17 @@ def run_episode(
     total, steps = 0.0, 0
     noisy = noise_rng is not None and noise_std > 0
     while steps < cap:
-        if poll is not None and steps % _POLL_EVERY == 0:
+        if poll is not None and steps % POLL_EVERY == 0:
             poll()
-        if noisy and steps % _NOISE_BLOCK == 0:
+        if noisy and steps % NOISE_BLOCK == 0:
             # Drawn in blocks, scaled once: the stream's values do not depend on the block size.
-            noise = noise_rng.standard_normal((_NOISE_BLOCK, policy.act_dim), dtype=np.float32)
+            noise = noise_rng.standard_normal((NOISE_BLOCK, policy.act_dim), dtype=np.float32)
             noise *= np.float32(noise_std)
         if seen is not None:
             seen.append(obs)
         action = policy.act(bound, obs if mean is None else normalise(obs, mean, std))
         if noisy:
-            action += noise[steps % _NOISE_BLOCK]
+            action += noise[steps % NOISE_BLOCK]
         obs, reward, terminated, truncated, _ = env.step(action)
         total += reward
         steps += 1
@@ -61,3 +75,10 @@ def run_episode(
             break
     stats = accumulate(np.asarray(seen)) if seen else None
     return Episode(float(total), steps, stats)
+
+
+def run_one_by_one(env, policy: MlpPolicy, specs: Iterable[EpisodeSpec], mean: np.ndarray | None,
+                   std: np.ndarray | None, poll: Callable[[], object] | None = None) -> list[Episode]:
+    """run_episode for each spec in turn: the path for envs the batched runner does not cover."""
+    return [run_episode(env, policy, s.theta, mean, std, s.cap, s.env_seed, s.noise_rng, s.noise_std,
+                        s.collect_stats, poll) for s in specs]

@@ -20,3 +20,4 @@ class TrainState:
     theta: np.ndarray  # float32 policy parameters
     opt: OptimizerState
     obs: ObsStats
+    ref_batch: np.ndarray | None = None  # cnn: the VBN reference batch (uint8 observations), fixed per run

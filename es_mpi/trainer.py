@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from . import seeds
-from .config import Job
+from . import batched, seeds
+from .config import ConfigError, Job
 from .gradient import es_gradient
 from .mpi import LocalComm
 from .noise import fill_noise, sample_offsets
@@ -17,13 +20,14 @@ from .obs_norm import ObsStats, normaliser
 from .optimizers import OptimizerState, adam_step, init_state, sgd_step
 from .policy import MlpPolicy
 from .ranks import centered_ranks
-from .rollout import run_episode
+from .rollout import EpisodeSpec, run_one_by_one
 from .state import TrainState
 
 # Row layout of one episode's result: kind, index, return, length. A training episode's index is
 # 2 j + side for pair j (side 0: theta + sigma eps_j, side 1: theta - sigma eps_j).
 TRAIN, EVAL = 0.0, 1.0
 ROW = 4
+SLOTS_VAR = "ES_MPI_SLOTS"
 HEADER = 5  # rollout seconds, theta checksum, stop signal number (0: none), result rows, statistics rows
 
 
@@ -42,14 +46,32 @@ class Context:
     policy: MlpPolicy
     noise: np.ndarray  # node-shared, read-only after start-up
     grad_buffer: np.ndarray  # node-shared, each rank writes its slice of the gradient
-    dynamic: bool = True  # dynamic task assignment within a node (results are the same either way)
+    run_episodes: Callable  # (specs, mean, std, poll) -> episodes: batched or one by one, same results
+    dynamic: bool = True  # dynamic task assignment (results are the same either way)
 
 
-def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: MlpPolicy, dynamic: bool = True) -> Context:
-    """Allocate the node-shared noise table (filled once per node) and gradient buffer."""
+def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: MlpPolicy, dynamic: bool = True,
+                  slots: int | None = None) -> Context:
+    """Allocate the node-shared noise table (filled once per node) and gradient buffer, and pick the
+    episode runner: `slots` MuJoCo simulations stepped in lockstep (mujoco.batch) where the task is
+    supported, else one gymnasium episode at a time. Both give bit-identical results."""
     noise = comm.node_array(job.es.noise_table_size, np.float32, lambda a: fill_noise(a, job.es.noise_seed))
     grad_buffer = comm.node_array(policy.num_params, np.float32)
-    return Context(job, comm, env, env_limit, policy, noise, grad_buffer, dynamic)
+    slots = default_slots() if slots is None else slots
+    if slots > 1 and isinstance(policy, MlpPolicy) and batched.supports(job.env.id, job.env.kwargs):
+        run_episodes = batched.BatchedRunner(job.env.id, job.env.kwargs, policy, slots).run
+    else:
+        run_episodes = partial(run_one_by_one, env, policy)
+    return Context(job, comm, env, env_limit, policy, noise, grad_buffer, run_episodes, dynamic)
+
+
+def default_slots() -> int:
+    """$ES_MPI_SLOTS (1: one gymnasium episode at a time), else 8: where measured, 8 lockstep
+    simulations ran HalfCheetah 2.5x and Hopper 1.6x faster than one at a time."""
+    text = os.environ.get(SLOTS_VAR, "8")
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{SLOTS_VAR}={text!r}: give a whole number >= 1 (1 runs one episode at a time)")
+    return int(text)
 
 
 def initial_state(job: Job, policy: MlpPolicy, env_limit: int) -> TrainState:
@@ -81,32 +103,37 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
     single episodes rather than pairs halve the unit of work, and so the wait for the last one. Which rank
     runs which does not matter: every number an episode produces depends only on (theta, pair, side,
     seeds). Both members of a pair share the env seed and the action-noise stream (common random numbers).
+    Tasks are taken lazily, whenever the runner has room for one more episode.
     """
     job, comm, policy = ctx.job, ctx.comm, ctx.policy
     n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
     n_eval = job.run.eval_episodes if is_eval_generation(job, g) else 0
     take_stats = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
-    mean, std = normaliser(state.obs, job.policy.obs_norm)
-    rows, stat_rows = [], []
     sigma = np.float32(job.es.sigma)
-    poll = comm.progress_hook()
-    for task in comm.tasks(g, n_eval + 2 * n, ctx.dynamic):
-        if task < n_eval:
-            env_seed = seeds.derive_seed(seed, g, task, seeds.EVAL)
-            ep = run_episode(ctx.env, policy, state.theta, mean, std, ctx.env_limit, env_seed, poll=poll)
-            rows.append([EVAL, task, ep.ret, ep.length])
-            continue
-        k = task - n_eval
-        j, side = divmod(k, 2)
-        perturbation = sigma * ctx.noise[offsets[j] : offsets[j] + dim]
-        theta = state.theta - perturbation if side else state.theta + perturbation
-        ep = run_episode(
-            ctx.env, policy, theta, mean, std, state.episode_cap, seeds.derive_seed(seed, g, j, seeds.ENV),
-            seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]), poll,
-        )
-        rows.append([TRAIN, k, ep.ret, ep.length])
+    taken: list[int] = []
+
+    def specs():
+        for task in comm.tasks(g, n_eval + 2 * n, ctx.dynamic):
+            taken.append(task)
+            if task < n_eval:
+                yield EpisodeSpec(state.theta, seeds.derive_seed(seed, g, task, seeds.EVAL), ctx.env_limit)
+                continue
+            j, side = divmod(task - n_eval, 2)
+            perturbation = sigma * ctx.noise[offsets[j] : offsets[j] + dim]
+            yield EpisodeSpec(
+                state.theta - perturbation if side else state.theta + perturbation,
+                seeds.derive_seed(seed, g, j, seeds.ENV), state.episode_cap,
+                seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]),
+            )
+
+    mean, std = normaliser(state.obs, job.policy.obs_norm)
+    episodes = ctx.run_episodes(specs(), mean, std, comm.progress_hook())
+    rows, stat_rows = [], []
+    for task, ep in zip(taken, episodes):
+        kind, index = (EVAL, task) if task < n_eval else (TRAIN, task - n_eval)
+        rows.append([kind, index, ep.ret, ep.length])
         if ep.stats is not None:
-            stat_rows.append(np.concatenate([[k], ep.stats.pack()]))
+            stat_rows.append(np.concatenate([[index], ep.stats.pack()]))
     stat_width = 2 + 2 * policy.obs_dim
     return np.asarray(rows, np.float64).reshape(-1, ROW), np.asarray(stat_rows, np.float64).reshape(-1, stat_width)
 
@@ -181,7 +208,8 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
     rank_times = comm.gather_to_root(mine)
     means = rank_times.mean(axis=0) if rank_times is not None else mine
     new_state = TrainState(
-        g + 1, state.timesteps + steps, state.episodes + 2 * n, cap, state.wall_s + gen_s, theta, opt, obs
+        g + 1, state.timesteps + steps, state.episodes + 2 * n, cap, state.wall_s + gen_s, theta, opt, obs,
+        state.ref_batch,
     )
     row = {
         "generation": g,

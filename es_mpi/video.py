@@ -28,7 +28,12 @@ def check_video_path(path: Path) -> None:
 
 
 def rendering(cfg: EnvConfig) -> EnvConfig:
-    """The same env, made able to return RGB frames; rendering changes nothing in the dynamics."""
+    """The same env, made able to return RGB frames; rendering changes nothing in the dynamics. es-mpi's
+    own Atari env always can (the ALE screen)."""
+    from .atari import is_ale_id
+
+    if is_ale_id(cfg.id):
+        return cfg
     return dataclasses.replace(cfg, kwargs={**cfg.kwargs, "render_mode": "rgb_array"})
 
 
