@@ -101,7 +101,7 @@ def _startup(args) -> tuple[dict, dict]:
 
 def train_command(args) -> int:
     from .config import ConfigError
-    from .mpi import get_comm
+    from .mpi import get_comm, load_on_root
     from .signals import StopFlag
     from .trainer import TrainingError
 
@@ -109,18 +109,11 @@ def train_command(args) -> int:
     comm = get_comm()
     if comm.size > 1:
         _install_abort_hook(comm)
-    header, arrays = {}, {}
-    if comm.rank == 0:
-        try:
-            header, arrays = _startup(args)
-        except ConfigError as exc:
-            header = {"error": str(exc)}
-    header = comm.bcast_json(header)
+    header, got = load_on_root(comm, lambda: _startup(args), ("theta", "m", "v", "obs_sum", "obs_sumsq", "ref_batch"))
     if "error" in header:
         if comm.rank == 0:
             print(f"es-mpi: error: {header['error']}", file=sys.stderr)
         return 2
-    got = {k: comm.bcast_array(arrays.get(k)) for k in ("theta", "m", "v", "obs_sum", "obs_sumsq", "ref_batch")}
     try:
         return _train_all_ranks(comm, header, got, stop)
     except (ConfigError, TrainingError) as exc:

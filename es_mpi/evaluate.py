@@ -7,6 +7,7 @@ same on any number of ranks.
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from . import seeds
 from .checkpoint import CHECKPOINT, read_checkpoint
 from .config import ConfigError, job_from_dict, parse_yaml
 from .envs import make_env
-from .mpi import LocalComm, get_comm
+from .mpi import LocalComm, get_comm, load_on_root
 from .obs_norm import ObsStats, normaliser
 from .policy import make_policy
 from .rollout import run_episode
@@ -103,16 +104,12 @@ def _evaluate(comm: LocalComm, header: dict, got: dict, args) -> np.ndarray:
 
 def eval_command(args) -> int:
     """Exit 0 after printing the statistics on rank 0, 2 for bad input (one line, printed once)."""
+    if args.video:
+        # Headless offscreen rendering; must be set before mujoco is first imported.
+        os.environ.setdefault("MUJOCO_GL", "egl")
     comm = get_comm()
-    header, arrays = {}, {}
-    if comm.rank == 0:
-        try:
-            header, arrays = _load(args)
-        except ConfigError as exc:
-            header = {"error": str(exc)}
-    header = comm.bcast_json(header)
+    header, got = load_on_root(comm, lambda: _load(args), ("theta", "obs", "ref_batch"))
     if "error" not in header:
-        got = {k: comm.bcast_array(arrays.get(k)) for k in ("theta", "obs", "ref_batch")}
         try:
             rows = _evaluate(comm, header, got, args)
         except ConfigError as exc:

@@ -218,6 +218,25 @@ def _wait_politely(request) -> None:
         time.sleep(_POLL_S)
 
 
+def load_on_root(comm: LocalComm, load: Callable[[], tuple[dict, dict]],
+                 names: tuple[str, ...]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Rank 0 runs `load` (reading files is rank 0's job) and every rank gets its header and the named
+    arrays; if `load` refused the input, every rank gets {"error": message} instead, so that all of them
+    can exit with status 2 instead of waiting for each other."""
+    from .config import ConfigError
+
+    header, arrays = {}, {}
+    if comm.rank == 0:
+        try:
+            header, arrays = load()
+        except ConfigError as exc:
+            header = {"error": str(exc)}
+    header = comm.bcast_json(header)
+    if "error" in header:
+        return header, {}
+    return header, {k: comm.bcast_array(arrays.get(k)) for k in names}
+
+
 def get_comm() -> LocalComm:
     """MPI's world when mpi4py and an MPI library are there (size 1 when launched alone), else LocalComm."""
     try:
