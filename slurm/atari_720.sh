@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Atari (Pong) at the paper's 720 cores: 40 machines x 18 cores, one MPI rank per core.
-# Needs Atari support and its job file jobs/pong.yaml; until then it stops at once with status 2.
+# 720 cores for about an hour per game, as in the paper; jobs/pong.yaml unless ES_MPI_JOB names another.
 #
 #   cd es-mpi && sbatch slurm/atari_720.sh [es-mpi train arguments...]
 #

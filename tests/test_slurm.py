@@ -240,8 +240,10 @@ def test_shrunk_command_line_passes_arguments_on_and_resumes():
 def test_bad_job_and_missing_job_file_fail_before_srun():
     bad = dry_run("humanoid_1440.sh", "--set", "es.sigma=-1")
     assert bad.returncode == 2 and "es.sigma" in bad.stderr and "srun" not in bad.stderr, bad.stderr
+    missing = dry_run("single_node.sh", ES_MPI_JOB="jobs/nope.yaml")
+    assert missing.returncode == 2 and "jobs/nope.yaml not found" in missing.stderr, missing.stderr
     atari = dry_run("atari_720.sh")
-    assert atari.returncode == 2 and "jobs/pong.yaml not found" in atari.stderr, atari.stderr
+    assert atari.returncode == 0 and "train jobs/pong.yaml" in atari.stderr, atari.stderr
     outside = subprocess.run(["bash", "slurm/single_node.sh"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                              env={**{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
                                   "ES_MPI_PYTHON": sys.executable})
