@@ -1,9 +1,11 @@
-"""Time ranks spend waiting for the slowest one, static against dynamic pair assignment, same run.
+"""Time ranks spend waiting for the slowest one: static against dynamic assignment, one episode at a time
+against 8 lockstep simulations per rank, in the same run.
 
-Episodes differ in length (a falling Hopper ends early), so a static split of pairs leaves ranks idle at
-the allgather. Runs the same Hopper-v5 job under `mpiexec -n RANKS` twice, once per assignment, and
-reports the share of all ranks' time spent waiting (target: under 5% with dynamic assignment on 4 ranks).
-Results (theta) must be identical; the script checks. Prints and writes bench/out/stragglers.json.
+Episodes differ in length (a falling Hopper ends early), so a static split leaves ranks idle at the
+allgather. Runs the same Hopper-v5 job under `mpiexec -n RANKS` once per combination and reports the
+share of all ranks' time spent waiting (target: under 5% with dynamic assignment on 4 ranks) and the
+total wall time. Results (theta) must be identical; the script checks. Prints and writes
+bench/out/stragglers.json.
 
     python bench/stragglers.py [--ranks 4] [--generations 8] [--pairs 50]
 """
@@ -29,7 +31,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker(mode: str, generations: int, pairs: int) -> None:
+def worker(mode: str, slots: int, generations: int, pairs: int) -> None:
     """Under mpiexec: train with the given assignment; rank 0 prints one JSON line."""
     from es_mpi.config import load_job
     from es_mpi.envs import make_env
@@ -43,23 +45,24 @@ def worker(mode: str, generations: int, pairs: int) -> None:
                                                    f"run.generations={generations}", "run.eval_every=0"])
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
-    ctx = build_context(job, comm, env, limit, policy, dynamic=(mode == "dynamic"))
+    ctx = build_context(job, comm, env, limit, policy, dynamic=(mode == "dynamic"), slots=slots)
     rows = []
     _, state = train(ctx, initial_state(job, policy, limit), (lambda s, row, c: rows.append(row)) if comm.rank == 0
                      else None, StopFlag())
     if comm.rank == 0:
         times = np.array([r["rank_times"] for r in rows])  # generation x rank x (rollout, wait, comm, update)
         print(json.dumps({
-            "mode": mode, "wait_share": float(times[..., 1].sum() / times.sum()),
+            "mode": mode, "slots": slots, "wait_share": float(times[..., 1].sum() / times.sum()),
+            "total_s": float(sum(r["generation_s"] for r in rows)),
             "wait_share_per_generation": (times[..., 1].sum(axis=1) / times.sum(axis=(1, 2))).tolist(),
             "generation_s": [r["generation_s"] for r in rows], "theta_crc32": zlib.crc32(state.theta.tobytes()),
             "mean_episode_length": float(np.mean([r["length_mean"] for r in rows])),
         }))
 
 
-def run(mode: str, ranks: int, generations: int, pairs: int) -> dict:
+def run(mode: str, slots: int, ranks: int, generations: int, pairs: int) -> dict:
     mpiexec = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    cmd = [mpiexec, "-n", str(ranks), sys.executable, __file__, "--worker", mode,
+    cmd = [mpiexec, "-n", str(ranks), sys.executable, __file__, "--worker", mode, "--slots", str(slots),
            "--generations", str(generations), "--pairs", str(pairs)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -71,18 +74,20 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=50)
     ap.add_argument("--worker", choices=["static", "dynamic"])
+    ap.add_argument("--slots", type=int, nargs="+", default=[1, 8], help="lockstep simulations per rank")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "stragglers.json"))
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.generations, args.pairs)
+        worker(args.worker, args.slots[0], args.generations, args.pairs)
         return
-    results = [run(mode, args.ranks, args.generations, args.pairs) for mode in ("static", "dynamic")]
-    if results[0]["theta_crc32"] != results[1]["theta_crc32"]:
-        sys.exit("static and dynamic assignment gave different parameters")
+    results = [run(mode, k, args.ranks, args.generations, args.pairs) for k in args.slots
+               for mode in ("static", "dynamic")]
+    if len({r["theta_crc32"] for r in results}) != 1:
+        sys.exit("the assignments gave different parameters")
     print(f"Hopper-v5, {args.ranks} ranks ({os.cpu_count()} cores), {args.pairs} pairs, {args.generations} generations")
     for r in results:
-        print(f"{r['mode']:>8}: waiting {r['wait_share']:6.1%} of rank time, "
-              f"median generation {np.median(r['generation_s']):.2f} s")
+        print(f"{r['mode']:>8}, {r['slots']} slot(s): waiting {r['wait_share']:6.1%} of rank time, "
+              f"total {r['total_s']:.2f} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "ranks": args.ranks,
