@@ -45,6 +45,8 @@ bench: setup
 	$(VENV)/bin/python bench/throughput.py
 	$(VENV)/bin/python bench/memory.py
 	$(VENV)/bin/python bench/stragglers.py
+	$(VENV)/bin/python bench/batched.py
+	$(VENV)/bin/python bench/atari.py
 	$(VENV)/bin/python bench/scaling.py
 
 clean:
