@@ -203,6 +203,15 @@ class MpiComm(LocalComm):
         self.comm.Abort(code)
 
 
+def check_task_counter_env() -> None:
+    """Refuse a misspelt $ES_MPI_TASK_COUNTER (bad input: exit 2 before any training)."""
+    from .config import ConfigError
+
+    asked = os.environ.get(COUNTER_VAR, "")
+    if asked and asked not in COUNTER_MODES:
+        raise ConfigError(f"{COUNTER_VAR}={asked!r}: use 'node' or 'global', or leave it unset")
+
+
 def task_counter_mode(nodes: int) -> str:
     """The counter $ES_MPI_TASK_COUNTER asks for (the CLI refuses other values before start-up), else
     'node' on one node and 'global' across several."""

@@ -63,3 +63,10 @@ def test_existing_run_is_never_overwritten(tmp_path):
 def test_resume_must_without_checkpoint_exits_2(tmp_path):
     path = write_job(tmp_path / "j.yaml", tiny_job())
     assert_clean_refusal(run_cli(["train", path, "--run-dir", tmp_path / "run", "--resume", "must"]), "checkpoint")
+
+
+@pytest.mark.parametrize("var, value", [("ES_MPI_TASK_COUNTER", "cluster"), ("ES_MPI_SLOTS", "many")])
+def test_bad_tuning_variable_exits_2(tmp_path, var, value):
+    path = write_job(tmp_path / "j.yaml", tiny_job(run={"generations": 1}))
+    proc = run_cli(["train", path, "--run-dir", tmp_path / "r"], env={var: value})
+    assert_clean_refusal(proc, var)
