@@ -19,13 +19,9 @@
 set -euo pipefail
 
 # sbatch runs a copy of this file from its spool directory, so $0 cannot locate the repository.
-ES_MPI_ROOT=${ES_MPI_ROOT:-${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}}
-if [ ! -f "$ES_MPI_ROOT/slurm/lib.sh" ]; then
-    echo "es-mpi-slurm: error: no slurm/lib.sh in '$ES_MPI_ROOT'; submit from the repository root or set ES_MPI_ROOT" >&2
-    exit 2
-fi
 # shellcheck source=SCRIPTDIR/lib.sh
-. "$ES_MPI_ROOT/slurm/lib.sh"
+. "${ES_MPI_ROOT:-${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}}/slurm/lib.sh" ||
+    { echo "es-mpi-slurm: error: no slurm/lib.sh; submit from the repository root or set ES_MPI_ROOT" >&2; exit 2; }
 
 # es_mpi_run refuses a missing job file with a clear message (status 2) before anything starts.
 es_mpi_run jobs/pong.yaml "${SLURM_JOB_NAME:-atari_720}" "$@"

@@ -29,6 +29,9 @@
 #
 # Relative paths (job file, ES_MPI_RUN_DIR, ES_MPI_RESULTS) are relative to ES_MPI_ROOT.
 
+# The checkout this file belongs to (the scripts found it through ES_MPI_ROOT or the submit directory).
+ES_MPI_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
 # Messages go to stderr, which the #SBATCH --output pattern sends to the same file as stdout.
 es_mpi_log() { echo "es-mpi-slurm: $*" >&2; }
 # Exit status 2 is es-mpi's "bad input": nothing ran, fix the setting and resubmit.

@@ -26,13 +26,9 @@
 set -euo pipefail
 
 # sbatch runs a copy of this file from its spool directory, so $0 cannot locate the repository.
-ES_MPI_ROOT=${ES_MPI_ROOT:-${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}}
-if [ ! -f "$ES_MPI_ROOT/slurm/lib.sh" ]; then
-    echo "es-mpi-slurm: error: no slurm/lib.sh in '$ES_MPI_ROOT'; submit from the repository root or set ES_MPI_ROOT" >&2
-    exit 2
-fi
 # shellcheck source=SCRIPTDIR/lib.sh
-. "$ES_MPI_ROOT/slurm/lib.sh"
+. "${ES_MPI_ROOT:-${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}}/slurm/lib.sh" ||
+    { echo "es-mpi-slurm: error: no slurm/lib.sh; submit from the repository root or set ES_MPI_ROOT" >&2; exit 2; }
 
 read -r -a tasks <<< "${ES_MPI_SWEEP_TASKS:-humanoid halfcheetah hopper walker2d ant swimmer inverted_pendulum inverted_double_pendulum}"
 read -r -a seeds <<< "${ES_MPI_SWEEP_SEEDS:-0 1 2 3 4 5}"
