@@ -366,10 +366,13 @@ class BatchedRunner:
         return policy.low + step * np.argmax(scores, axis=-1).astype(np.float32)
 
     def run(self, episodes: Iterable[EpisodeSpec], mean: np.ndarray | None, std: np.ndarray | None,
-            poll: Callable[[], object] | None = None) -> list[Episode]:
+            poll: Callable[[], object] | None = None, limit: Callable[[], int] | None = None) -> list[Episode]:
         """What run_episode returns for each spec, in the order they are taken; observations normalised
         unless mean is None. `episodes` is consumed lazily, one spec whenever a slot is free, so that it
-        can hand out work dynamically; `poll` is called every few lockstep steps (see run_episode)."""
+        can hand out work dynamically; `poll` is called every few lockstep steps (see run_episode).
+        `limit()`, if given, caps the number of episodes in flight when slots are refilled: near the end
+        of a generation a rank then holds only its share of what is left, instead of up to `slots`
+        episodes that other, idle ranks would have to wait for."""
         import gymnasium.utils.seeding
         import mujoco
 
@@ -388,7 +391,11 @@ class BatchedRunner:
         queue = iter(episodes)
 
         def start(free: np.ndarray) -> None:
-            """Reset the slots `free` to the next specs, as env.reset(seed=...) does."""
+            """Reset the slots `free` to the next specs, as env.reset(seed=...) does; with `limit`, only
+            as many as keep the episodes in flight within it (at least one while none runs)."""
+            if limit is not None:
+                active = int((owner >= 0).sum())
+                free = free[: max(limit() - active, 0 if active else 1)]
             taken = []
             for k in free.tolist():
                 spec = next(queue, None)
@@ -450,6 +457,7 @@ class BatchedRunner:
                 for k in done.tolist():
                     stats = accumulate(np.asarray(seen[k])) if seen[k] else None
                     results[owner[k]] = Episode(float(totals[k]), int(steps[k]), stats)
-                start(done)
+                owner[done] = -1
+                start(np.flatnonzero(owner < 0))
                 ids = np.flatnonzero(owner >= 0)
         return results  # type: ignore[return-value]

@@ -68,6 +68,11 @@ class LocalComm:
         """What a rank calls every few env steps so that others can reach its memory (None: nothing)."""
         return None
 
+    def fair_share(self, generation: int, total: int) -> Callable[[], int] | None:
+        """A callable giving how many episodes this rank may hold in flight now under dynamic assignment:
+        its share of the tasks not yet taken (None: no limit, as with a single rank)."""
+        return None
+
     def abort(self, code: int) -> None:
         os._exit(code)
 
@@ -190,6 +195,19 @@ class MpiComm(LocalComm):
 
     def progress_hook(self) -> Callable[[], None] | None:
         return self.comm.Iprobe if self.counter == "global" and self.rank == 0 else None
+
+    def fair_share(self, generation: int, total: int) -> Callable[[], int] | None:
+        if self.counter == "node":
+            tasks = int((self.node_of[np.arange(total) % self.size] == self.node_of[self.rank]).sum())
+            taken_first, sharers = 0, self.node_size
+        else:
+            tasks, taken_first, sharers = total, min(self.size, total), self.size
+
+        def share() -> int:
+            left = tasks - taken_first - self._fetch_add(generation % 2, 0, self.MPI.SUM)
+            return max(1, -(-left // sharers))
+
+        return share
 
     def _fetch_add(self, slot: int, value: int, op) -> int:
         result = np.empty(1, np.int64)

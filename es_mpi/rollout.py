@@ -78,7 +78,9 @@ def run_episode(
 
 
 def run_one_by_one(env, policy: MlpPolicy, specs: Iterable[EpisodeSpec], mean: np.ndarray | None,
-                   std: np.ndarray | None, poll: Callable[[], object] | None = None) -> list[Episode]:
-    """run_episode for each spec in turn: the path for envs the batched runner does not cover."""
+                   std: np.ndarray | None, poll: Callable[[], object] | None = None,
+                   limit: Callable[[], int] | None = None) -> list[Episode]:
+    """run_episode for each spec in turn: the path for envs the batched runner does not cover (one
+    episode in flight, so `limit` has nothing to cap)."""
     return [run_episode(env, policy, s.theta, mean, std, s.cap, s.env_seed, s.noise_rng, s.noise_std,
                         s.collect_stats, poll) for s in specs]

@@ -46,7 +46,7 @@ class Context:
     policy: MlpPolicy
     noise: np.ndarray  # node-shared, read-only after start-up
     grad_buffer: np.ndarray  # node-shared, each rank writes its slice of the gradient
-    run_episodes: Callable  # (specs, mean, std, poll) -> episodes: batched or one by one, same results
+    run_episodes: Callable  # (specs, mean, std, poll, limit) -> episodes: batched or one by one, same results
     dynamic: bool = True  # dynamic task assignment (results are the same either way)
 
 
@@ -127,7 +127,8 @@ def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tu
             )
 
     mean, std = normaliser(state.obs, job.policy.obs_norm)
-    episodes = ctx.run_episodes(specs(), mean, std, comm.progress_hook())
+    limit = comm.fair_share(g, n_eval + 2 * n) if ctx.dynamic else None
+    episodes = ctx.run_episodes(specs(), mean, std, comm.progress_hook(), limit)
     rows, stat_rows = [], []
     for task, ep in zip(taken, episodes):
         kind, index = (EVAL, task) if task < n_eval else (TRAIN, task - n_eval)

@@ -148,3 +148,20 @@ def test_supports_only_known_tasks_and_simple_kwargs():
     assert not supports("HalfCheetah-v5", {"healthy_reward": 1.0})  # not an argument of that env
     with pytest.raises(ValueError):
         BatchedRunner("HalfCheetah-v5", {"xml_file": "x.xml"}, job_policy("HalfCheetah-v5"), 2)
+
+
+def test_limit_caps_the_episodes_in_flight_without_changing_results():
+    policy = job_policy("Hopper-v5")
+    args = specs(policy, 9, seed=4)
+    runner = BatchedRunner("Hopper-v5", {}, policy, 6)
+    stepped = []
+    step = runner.batch.step
+
+    def spy(ids=None, nstep=1, **kw):
+        stepped.append(runner.slots if ids is None else len(ids))
+        return step(ids, nstep=nstep, **kw)
+
+    runner.batch.step = spy
+    got = runner.run([to_spec(CAP, *a) for a in args], None, None, limit=lambda: 2)
+    assert_same(reference("Hopper-v5", {}, policy, args, None, None, CAP), got)
+    assert max(stepped) == 2
