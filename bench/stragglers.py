@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker(mode: str, slots: int, generations: int, pairs: int) -> None:
+def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> None:
     """Under mpiexec: train with the given assignment; rank 0 prints one JSON line."""
     from es_mpi.config import load_job
     from es_mpi.envs import make_env
@@ -42,7 +42,8 @@ def worker(mode: str, slots: int, generations: int, pairs: int) -> None:
 
     comm = get_comm()
     job = load_job(ROOT / "jobs" / "hopper.yaml", [f"es.pairs={pairs}", "es.noise_table_size=20000000",
-                                                   f"run.generations={generations}", "run.eval_every=0"])
+                                                   f"run.generations={generations}", "run.eval_every=0",
+                                                   f"env.episode_cap={cap}"])
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
     ctx = build_context(job, comm, env, limit, policy, dynamic=(mode == "dynamic"), slots=slots)
@@ -52,7 +53,7 @@ def worker(mode: str, slots: int, generations: int, pairs: int) -> None:
     if comm.rank == 0:
         times = np.array([r["rank_times"] for r in rows])  # generation x rank x (rollout, wait, comm, update)
         print(json.dumps({
-            "mode": mode, "slots": slots, "wait_share": float(times[..., 1].sum() / times.sum()),
+            "mode": mode, "slots": slots, "episode_cap": cap, "wait_share": float(times[..., 1].sum() / times.sum()),
             "total_s": float(sum(r["generation_s"] for r in rows)),
             "wait_share_per_generation": (times[..., 1].sum(axis=1) / times.sum(axis=(1, 2))).tolist(),
             "generation_s": [r["generation_s"] for r in rows], "theta_crc32": zlib.crc32(state.theta.tobytes()),
@@ -60,10 +61,10 @@ def worker(mode: str, slots: int, generations: int, pairs: int) -> None:
         }))
 
 
-def run(mode: str, slots: int, ranks: int, generations: int, pairs: int) -> dict:
+def run(mode: str, slots: int, ranks: int, generations: int, pairs: int, cap: str) -> dict:
     mpiexec = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     cmd = [mpiexec, "-n", str(ranks), sys.executable, __file__, "--worker", mode, "--slots", str(slots),
-           "--generations", str(generations), "--pairs", str(pairs)]
+           "--generations", str(generations), "--pairs", str(pairs), "--cap", cap]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -75,16 +76,18 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=50)
     ap.add_argument("--worker", choices=["static", "dynamic"])
     ap.add_argument("--slots", type=int, nargs="+", default=[1, 8], help="lockstep simulations per rank")
+    ap.add_argument("--cap", choices=["env", "mean"], default="env", help="env.episode_cap of the job")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "stragglers.json"))
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.slots[0], args.generations, args.pairs)
+        worker(args.worker, args.slots[0], args.generations, args.pairs, args.cap)
         return
-    results = [run(mode, k, args.ranks, args.generations, args.pairs) for k in args.slots
+    results = [run(mode, k, args.ranks, args.generations, args.pairs, args.cap) for k in args.slots
                for mode in ("static", "dynamic")]
     if len({r["theta_crc32"] for r in results}) != 1:
         sys.exit("the assignments gave different parameters")
-    print(f"Hopper-v5, {args.ranks} ranks ({os.cpu_count()} cores), {args.pairs} pairs, {args.generations} generations")
+    print(f"Hopper-v5, {args.ranks} ranks ({os.cpu_count()} cores), {args.pairs} pairs, "
+          f"{args.generations} generations, episode cap {args.cap}")
     for r in results:
         print(f"{r['mode']:>8}, {r['slots']} slot(s): waiting {r['wait_share']:6.1%} of rank time, "
               f"total {r['total_s']:.2f} s")

@@ -77,6 +77,13 @@ class AdaptiveCap:
 
 
 @dataclass(frozen=True)
+class MeanCap:
+    multiple: float = _key(2.0, lambda v: None if v > 1 else "must be > 1",
+                           "cap = multiple x the last generation's mean episode length")
+    minimum: int = _key(50, _positive, "the cap never goes below this many steps")
+
+
+@dataclass(frozen=True)
 class AtariConfig:
     """Preprocessing of ALE envs (ignored for others); defaults as in the paper's era (README)."""
 
@@ -90,8 +97,11 @@ class AtariConfig:
 class EnvConfig:
     id: str = _key(help="gymnasium environment id, e.g. HalfCheetah-v5")
     kwargs: dict = _key({}, help="keyword arguments for gymnasium.make")
-    episode_cap: Literal["env", "adaptive"] = _key("env", help="'env': the env's own limit; 'adaptive'")
+    episode_cap: Literal["env", "adaptive", "mean"] = _key(
+        "env", help="'env': the env's own limit; 'adaptive': grows when episodes hit it; 'mean': a multiple of "
+        "the mean length, which cuts straggling episodes")
     adaptive: AdaptiveCap = _key(AdaptiveCap(), help="settings of the adaptive episode cap")
+    mean_cap: MeanCap = _key(MeanCap(), help="settings of the mean-length episode cap")
     atari: AtariConfig = _key(AtariConfig(), help="preprocessing of ALE (Atari) envs")
 
 

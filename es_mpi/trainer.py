@@ -76,8 +76,22 @@ def default_slots() -> int:
 
 def initial_state(job: Job, policy: MlpPolicy, env_limit: int) -> TrainState:
     theta = policy.init_theta(seeds.stream(job.run.seed, seeds.INIT))
-    cap = env_limit if job.env.episode_cap == "env" else min(job.env.adaptive.start, env_limit)
+    cap = min(job.env.adaptive.start, env_limit) if job.env.episode_cap == "adaptive" else env_limit
     return TrainState(0, 0, 0, cap, 0.0, theta, init_state(theta.size), ObsStats.empty(policy.obs_dim))
+
+
+def next_episode_cap(job: Job, cap: int, lengths: np.ndarray, env_limit: int) -> int:
+    """The next generation's training episode cap. 'adaptive' (the reference code's adaptive:start,
+    fraction,ratio) multiplies it by `ratio` once `fraction` of the episodes hit it; 'mean' sets it to a
+    multiple of this generation's mean length, so that a few long episodes cannot hold up every rank
+    (capped episodes count as their capped length, so the cap can still grow: if all hit it, it doubles)."""
+    kind = job.env.episode_cap
+    if kind == "adaptive" and np.mean(lengths == cap) >= job.env.adaptive.fraction:
+        return min(int(cap * job.env.adaptive.ratio), env_limit)
+    if kind == "mean":
+        m = job.env.mean_cap
+        return min(max(int(np.ceil(m.multiple * lengths.mean())), m.minimum), env_limit)
+    return cap
 
 
 def optimizer_step(job: Job, theta: np.ndarray, grad: np.ndarray, opt: OptimizerState):
@@ -194,8 +208,7 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
         obs = obs.add(ObsStats.unpack(row[1:]))
 
     cap = state.episode_cap
-    if job.env.episode_cap == "adaptive" and np.mean(lengths == cap) >= job.env.adaptive.fraction:
-        cap = min(int(cap * job.env.adaptive.ratio), ctx.env_limit)
+    cap = next_episode_cap(job, cap, lengths, ctx.env_limit)
     update_s = time.perf_counter() - t_update
 
     evals = all_rows[all_rows[:, 0] == EVAL]

@@ -34,3 +34,4 @@ def test_theta_is_bit_identical_on_1_2_and_3_ranks(tmp_path):
         assert np.array_equal(a["obs_stats/sum"][...], b["obs_stats/sum"][...])
         count = a["obs_stats"].attrs["count"]
         assert count > 100 and count == b["obs_stats"].attrs["count"]  # statistics were gathered and merged
+
