@@ -146,14 +146,14 @@ def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
     env, limit = make_env(job.env, header["source"])
     policy = make_policy(job.policy, env, state.ref_batch, header["source"])
     ctx = build_context(job, comm, env, limit, policy)
-    noise = ctx.noise
-    if header["resumed"] and header["noise_fingerprint"] not in (None, noise_fingerprint(noise)):
+    fingerprint = noise_fingerprint(ctx.noise)
+    if header["resumed"] and header["noise_fingerprint"] not in (None, fingerprint):
         raise ConfigError(f"{header['run_dir']}: the checkpoint was made with a different noise table "
                           "(numpy's generator changed?); results would not continue the run")
     record = None
     if comm.rank == 0:
         run_dir = Path(header["run_dir"])
-        identity = {"noise_fingerprint": noise_fingerprint(noise), "num_params": policy.num_params,
+        identity = {"noise_fingerprint": fingerprint, "num_params": policy.num_params,
                     "env_id": job.env.id}
         record = Recorder(run_dir, job, state, identity)
         what = f"resuming at generation {state.generation}" if header["resumed"] else "new run"

@@ -180,13 +180,9 @@ class MpiComm(LocalComm):
         slot = generation % 2
         if self._counter_host:
             self._fetch_add(1 - slot, 0, self.MPI.REPLACE)
-        if self.counter == "node":
-            tasks = np.flatnonzero(self.node_of[np.arange(total) % self.size] == self.node_of[self.rank])
-            first = 0
-        else:
-            tasks, first = np.arange(total), self.size
-            if self.rank < total:
-                yield self.rank
+        tasks, first = self._counted_tasks(total)
+        if first and self.rank < total:
+            yield self.rank
         while True:
             i = first + self._fetch_add(slot, 1, self.MPI.SUM)
             if i >= tasks.size:
@@ -196,15 +192,19 @@ class MpiComm(LocalComm):
     def progress_hook(self) -> Callable[[], None] | None:
         return self.comm.Iprobe if self.counter == "global" and self.rank == 0 else None
 
-    def fair_share(self, generation: int, total: int) -> Callable[[], int] | None:
+    def _counted_tasks(self, total: int) -> tuple[np.ndarray, int]:
+        """The tasks this rank's counter hands out, and how many of them go out before the counter: the
+        node's share under the static rule (none before), or all tasks with each rank's first fixed."""
         if self.counter == "node":
-            tasks = int((self.node_of[np.arange(total) % self.size] == self.node_of[self.rank]).sum())
-            taken_first, sharers = 0, self.node_size
-        else:
-            tasks, taken_first, sharers = total, min(self.size, total), self.size
+            return np.flatnonzero(self.node_of[np.arange(total) % self.size] == self.node_of[self.rank]), 0
+        return np.arange(total), self.size
+
+    def fair_share(self, generation: int, total: int) -> Callable[[], int] | None:
+        tasks, first = self._counted_tasks(total)
+        sharers = self.node_size if self.counter == "node" else self.size
 
         def share() -> int:
-            left = tasks - taken_first - self._fetch_add(generation % 2, 0, self.MPI.SUM)
+            left = tasks.size - first - self._fetch_add(generation % 2, 0, self.MPI.SUM)
             return max(1, -(-left // sharers))
 
         return share

@@ -29,17 +29,16 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def job_differences(old: Job, new: Job) -> list[str]:
-    """Dotted keys whose values differ, budget keys excluded."""
+def job_differences(old: Job, new: Job) -> list[tuple[str, object, object]]:
+    """(dotted key, old value, new value) where the jobs differ, budget keys excluded."""
     a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
-    return sorted(k for k in set(a) | set(b) if k not in BUDGET_KEYS and a.get(k) != b.get(k))
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k not in BUDGET_KEYS and a.get(k) != b.get(k)]
 
 
 def _refuse_other_job(stored: Job, job: Job, where: Path) -> None:
     diff = job_differences(stored, job)
     if diff:
-        shown = ", ".join(f"{k}: {_flatten(stored.to_dict()).get(k)!r} -> {_flatten(job.to_dict()).get(k)!r}"
-                          for k in diff[:3])
+        shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in diff[:3])
         raise ConfigError(
             f"{where}: holds a different job ({shown}); only run.generations and run.timesteps may change "
             "on resume; use another --run-dir for a new job"
