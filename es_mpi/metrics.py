@@ -25,6 +25,8 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "return_min": ("f8", "return", "lowest perturbed return"),
     "return_max": ("f8", "return", "highest perturbed return"),
     "length_mean": ("f8", "steps", "mean length of the perturbed episodes"),
+    "length_max": ("i8", "steps", "longest perturbed episode: no assignment of episodes to ranks ends the "
+                   "generation sooner (-1 in rows written before this column existed)"),
     "eval_return": ("f8", "return", "mean return of the noiseless policy (NaN when not evaluated)"),
     "eval_length": ("f8", "steps", "mean length of the evaluation episodes (NaN when not evaluated)"),
     "episode_cap": ("i8", "steps", "step limit of this generation's training episodes"),
@@ -57,11 +59,12 @@ class MetricsLog:
     def __init__(self, run_dir: Path, keep_rows: int, attrs: dict) -> None:
         path = Path(run_dir) / METRICS
         old = {k: v[:keep_rows] for k, v in read_metrics(run_dir).items()} if path.exists() else {}
+        kept = len(old.get("generation", ()))
         tmp = path.with_name("." + METRICS + ".tmp")
         # SWMR needs the latest file format, and no new datasets or attributes once it is on.
         with h5py.File(tmp, "w", libver="latest") as f:
             for name, (dtype, units, description) in COLUMNS.items():
-                data = old.get(name, np.zeros(0, dtype))
+                data = old.get(name, np.full(kept, np.nan if dtype == "f8" else -1, dtype))
                 ds = f.create_dataset(name, data=data, maxshape=(None,), dtype=dtype, chunks=(256,))
                 ds.attrs["units"], ds.attrs["description"] = units, description
             times = old.get(RANK_TIMES, np.zeros((0, 1, len(RANK_PARTS))))

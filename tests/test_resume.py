@@ -62,3 +62,24 @@ def test_truncated_checkpoint_is_named_in_the_error(tmp_path):
         read_checkpoint(run / "checkpoint.h5")
     proc = run_cli(["train", path, "--run-dir", run, "--resume", "auto"])
     assert proc.returncode == 2 and "corrupt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_metrics_written_before_a_new_column_keep_their_rows_on_resume(tmp_path):
+    path = write_job(tmp_path / "job.yaml", tiny_job(run={"generations": 2}))
+    run = tmp_path / "run"
+    assert run_cli(["train", path, "--run-dir", run]).returncode == 0
+    # An older es-mpi wrote no length_max column: drop it by rewriting the file without it.
+    with h5py.File(run / "metrics.h5") as f:
+        old = {k: (f[k][...], dict(f[k].attrs)) for k in f if k != "length_max"}
+        attrs = dict(f.attrs)
+    with h5py.File(run / "metrics.h5", "w", libver="latest") as f:
+        for k, (data, a) in old.items():
+            maxshape = (None,) + data.shape[1:]
+            f.create_dataset(k, data=data, maxshape=maxshape, chunks=True).attrs.update(a)
+        f.attrs.update(attrs)
+    proc = run_cli(["train", path, "--run-dir", run, "--set", "run.generations=3", "--resume", "must"])
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(run / "metrics.h5") as f:
+        assert list(f["generation"][...]) == [0, 1, 2]
+        assert np.array_equal(f["return_mean"][:2], old["return_mean"][0])
+        assert f["length_max"][0] == f["length_max"][1] == -1 and f["length_max"][2] >= f["length_mean"][2] > 0
