@@ -4,8 +4,10 @@ against 8 lockstep simulations per rank, in the same run.
 Episodes differ in length (a falling Hopper ends early), so a static split leaves ranks idle at the
 allgather. Runs the same Hopper-v5 job under `mpiexec -n RANKS` once per combination and reports the
 share of all ranks' time spent waiting (target: under 5% with dynamic assignment on 4 ranks) and the
-total wall time. Results (theta) must be identical; the script checks. Prints and writes
-bench/out/stragglers.json.
+total wall time. Results (theta) must be identical; the script checks. Next to them, the floor no
+assignment can beat: a generation cannot end before its longest episode (metrics' length_max), so with
+T steps over p ranks at least p * max(T / p, longest) - T rank-steps are spent waiting, priced at the
+run's measured seconds per step. Prints and writes bench/out/stragglers.json.
 
     python bench/stragglers.py [--ranks 4] [--generations 8] [--pairs 50]
 """
@@ -52,8 +54,12 @@ def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> Non
                      else None, StopFlag())
     if comm.rank == 0:
         times = np.array([r["rank_times"] for r in rows])  # generation x rank x (rollout, wait, comm, update)
+        steps = np.array([2 * pairs * r["length_mean"] for r in rows])
+        span = np.maximum(steps / comm.size, [r["length_max"] for r in rows])
+        floor_s = (comm.size * span - steps) * times[..., 0].sum(axis=1) / steps  # least waiting, seconds
         print(json.dumps({
             "mode": mode, "slots": slots, "episode_cap": cap, "wait_share": float(times[..., 1].sum() / times.sum()),
+            "wait_floor_share": float(floor_s.sum() / (times.sum() - times[..., 1].sum() + floor_s.sum())),
             "total_s": float(sum(r["generation_s"] for r in rows)),
             "wait_share_per_generation": (times[..., 1].sum(axis=1) / times.sum(axis=(1, 2))).tolist(),
             "generation_s": [r["generation_s"] for r in rows], "theta_crc32": zlib.crc32(state.theta.tobytes()),
@@ -89,8 +95,8 @@ def main() -> None:
     print(f"Hopper-v5, {args.ranks} ranks ({os.cpu_count()} cores), {args.pairs} pairs, "
           f"{args.generations} generations, episode cap {args.cap}")
     for r in results:
-        print(f"{r['mode']:>8}, {r['slots']} slot(s): waiting {r['wait_share']:6.1%} of rank time, "
-              f"total {r['total_s']:.2f} s")
+        print(f"{r['mode']:>8}, {r['slots']} slot(s): waiting {r['wait_share']:6.1%} of rank time "
+              f"(no assignment below {r['wait_floor_share']:.1%}), total {r['total_s']:.2f} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "ranks": args.ranks,
