@@ -17,7 +17,7 @@ import numpy as np
 
 from .obs_norm import accumulate, normalise
 from .policy import ACTIVATIONS, MlpPolicy
-from .rollout import NOISE_BLOCK, POLL_EVERY, Episode, EpisodeSpec
+from .rollout import NOISE_BLOCK, POLL_EVERY, Episode, EpisodeSpec, finish_episode
 
 # Constructor arguments that change no more than numbers the formulas below read back from the env.
 _COMMON = {"frame_skip", "reset_noise_scale"}
@@ -370,9 +370,11 @@ class BatchedRunner:
         """What run_episode returns for each spec, in the order they are taken; observations normalised
         unless mean is None. `episodes` is consumed lazily, one spec whenever a slot is free, so that it
         can hand out work dynamically; `poll` is called every few lockstep steps (see run_episode).
-        `limit()`, if given, caps the number of episodes in flight when slots are refilled: near the end
-        of a generation a rank then holds only its share of what is left, instead of up to `slots`
-        episodes that other, idle ranks would have to wait for."""
+        `limit()`, if given, caps the number of episodes in flight when slots are refilled (0: no spec
+        is left): near the end of a generation a rank then holds only its share of what is left, instead
+        of up to `slots` episodes that other, idle ranks would have to wait for. Once no spec is left,
+        the last episode in flight is handed to the gymnasium env (its state copied over), where a lone
+        episode steps faster than in a batch: it is the straggler every other rank waits for."""
         import gymnasium.utils.seeding
         import mujoco
 
@@ -389,13 +391,16 @@ class BatchedRunner:
         seen: list[list] = [[] for _ in range(k_all)]
         obs = np.zeros((k_all, policy.obs_dim))
         queue = iter(episodes)
+        exhausted = False
 
         def start(free: np.ndarray) -> None:
             """Reset the slots `free` to the next specs, as env.reset(seed=...) does; with `limit`, only
             as many as keep the episodes in flight within it (at least one while none runs)."""
+            nonlocal exhausted
             if limit is not None:
-                active = int((owner >= 0).sum())
-                free = free[: max(limit() - active, 0 if active else 1)]
+                active, allowed = int((owner >= 0).sum()), limit()
+                exhausted |= allowed == 0
+                free = free[: max(allowed - active, 0 if active else 1)]
             taken = []
             for k in free.tolist():
                 spec = next(queue, None)
@@ -404,6 +409,7 @@ class BatchedRunner:
                     results.append(Episode(0.0, 0, None))
                     spec = next(queue, None)
                 if spec is None:
+                    exhausted = True
                     owner[k], collecting[k], noisy[k] = -1, False, False
                     continue
                 taken_specs.append(spec)
@@ -429,6 +435,15 @@ class BatchedRunner:
         ids = np.flatnonzero(owner >= 0)
         lockstep = 0
         while ids.size:
+            if exhausted and ids.size == 1:
+                k = int(ids[0])
+                spec = taken_specs[owner[k]]
+                self.batch.get_data(k, task.env.data)
+                results[owner[k]] = finish_episode(
+                    task.env, policy, policy.bind(spec.theta), obs[k].copy(), mean, std, int(caps[k]),
+                    spec.noise_rng, spec.noise_std, seen[k] if collecting[k] else None, poll, float(totals[k]),
+                    int(steps[k]), noise[k].copy())
+                break
             if poll is not None and lockstep % POLL_EVERY == 0:
                 poll()
             lockstep += 1

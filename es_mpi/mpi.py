@@ -70,7 +70,7 @@ class LocalComm:
 
     def fair_share(self, generation: int, total: int) -> Callable[[], int] | None:
         """A callable giving how many episodes this rank may hold in flight now under dynamic assignment:
-        its share of the tasks not yet taken (None: no limit, as with a single rank)."""
+        its share of the tasks not yet taken, 0 once none is left (None: no limit, as with a single rank)."""
         return None
 
     def abort(self, code: int) -> None:
@@ -205,7 +205,7 @@ class MpiComm(LocalComm):
 
         def share() -> int:
             left = tasks.size - first - self._fetch_add(generation % 2, 0, self.MPI.SUM)
-            return max(1, -(-left // sharers))
+            return max(0, -(-left // sharers))
 
         return share
 

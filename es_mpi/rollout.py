@@ -51,10 +51,18 @@ def run_episode(
     """Run until termination or `cap` steps; Gaussian action noise only when `noise_rng` is given.
     Observations are normalised by (mean, std) unless mean is None. `poll`, if given, is called every
     few steps (rank 0 serving the task counter to other ranks)."""
-    bound = policy.bind(theta)
     obs, _ = env.reset(seed=env_seed)
-    seen = [] if collect_stats else None
-    total, steps = 0.0, 0
+    return finish_episode(env, policy, policy.bind(theta), obs, mean, std, cap, noise_rng, noise_std,
+                          [] if collect_stats else None, poll)
+
+
+def finish_episode(env, policy: MlpPolicy, bound, obs: np.ndarray, mean: np.ndarray | None,
+                   std: np.ndarray | None, cap: int, noise_rng: np.random.Generator | None, noise_std: float,
+                   seen: list | None, poll: Callable[[], object] | None, total: float = 0.0, steps: int = 0,
+                   noise: np.ndarray | None = None) -> Episode:
+    """The rest of an episode whose env holds the state after `steps` steps, `obs` being its observation:
+    run_episode from a reset, or the batched runner handing over its last episode. `seen` collects raw
+    observations (None: no statistics); `noise` is the current action-noise block mid-block."""
     noisy = noise_rng is not None and noise_std > 0
     while steps < cap:
         if poll is not None and steps % POLL_EVERY == 0:

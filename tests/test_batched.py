@@ -165,3 +165,31 @@ def test_limit_caps_the_episodes_in_flight_without_changing_results():
     got = runner.run([to_spec(CAP, *a) for a in args], None, None, limit=lambda: 2)
     assert_same(reference("Hopper-v5", {}, policy, args, None, None, CAP), got)
     assert max(stepped) == 2
+
+
+@pytest.mark.parametrize("with_limit", [False, True], ids=["queue-ends", "limit-0"])
+def test_the_last_episode_in_flight_leaves_the_batch(with_limit):
+    """Once no spec is left (the queue ends, or under dynamic assignment `limit()` says 0), a lone
+    episode finishes in the gymnasium env, where it steps faster, from the batch's state mid-episode and
+    mid noise block, with the same result."""
+    policy = job_policy("HalfCheetah-v5")  # never terminates: the caps decide every length
+    args = specs(policy, 3, seed=6)
+    caps = [10, 150, 20]  # the long one has action noise and statistics
+    runner = BatchedRunner("HalfCheetah-v5", {}, policy, 3)
+    stepped, taken = [], []
+    step = runner.batch.step
+
+    def spy(ids=None, nstep=1, **kw):
+        stepped.append(runner.slots if ids is None else len(ids))
+        return step(ids, nstep=nstep, **kw)
+
+    def lazily():
+        for c, a in zip(caps, args):
+            taken.append(c)
+            yield to_spec(c, *a)
+
+    runner.batch.step = spy
+    got = runner.run(lazily(), None, None, limit=(lambda: len(caps) - len(taken)) if with_limit else None)
+    expected = [reference("HalfCheetah-v5", {}, policy, [a], None, None, c)[0] for c, a in zip(caps, args)]
+    assert_same(expected, got)
+    assert len(stepped) == 20 and [e.length for e in got] == caps
