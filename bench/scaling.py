@@ -15,7 +15,7 @@ and projects the rest with a model whose every term is printed:
 
 Model: T(p) = T_work + T_eval + T_wait + T_comm + T_update, T_work = N * mean pair time / p,
 E(p) = T_work / T(p).
-Prints tables, writes JSON (bench/out/scaling.json) and the README section (bench/README-scaling-section.md).
+Prints tables, writes JSON (bench/out/scaling.json) and the README section (bench/out/README-scaling-section.md).
 
     python bench/scaling.py [--quick]
 """
@@ -36,6 +36,7 @@ import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import textwrap  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -422,8 +423,8 @@ E(p) = T_work / T(p):
     among node 0's);
     within a node, ranks take the node's next task from a node-shared atomic counter when free
     (`MpiComm.tasks`);
-  - `{CLUSTER}` (what es-mpi does across nodes: one counter on rank 0): the same task list, the next
-    task to the first free rank anywhere in the cluster.
+  - `{CLUSTER}`: one counter on rank 0 for the whole cluster; the same task list,
+    the next task to the first free rank anywhere in the cluster.
 - T_comm = allgather latency a + b log2(p) fitted below + gathered bytes / 10 Gb/s (assumed network, bytes
   counted once per node) + one grab per task, not overlapped, at an assumed {GRAB_LATENCY_S * 1e6:.0f} us
   cluster-wide (a remote fetch-and-add) or {NODE_GRAB_LATENCY_S * 1e6:.0f} us from node-shared memory. The
@@ -474,14 +475,14 @@ reach the cap, the rest fall after U(100, 999) steps, at measured late per-step 
 
 {verdict}
 
-At 1,440 ranks with more pairs per generation ({CLUSTER}; the weighted noise sum grows with the pairs, the
-collective's latency does not):
+At 1,440 ranks with more pairs per generation, under es-mpi's default across nodes (the weighted noise sum
+grows with the pairs; the collective's latency does not):
 
 {sweep_table(res)}
 
 ### What limits efficiency at 1,440 ranks, and what would change it
 
-{res['conclusion']}
+{textwrap.fill(res['conclusion'], 105)}
 """
 
 
@@ -539,7 +540,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats and episodes (about 2 minutes)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "scaling.json"))
-    ap.add_argument("--markdown", default=None, help="default bench/README-scaling-section.md "
+    ap.add_argument("--markdown", default=None, help="default bench/out/README-scaling-section.md "
                     "(bench/out/scaling-section-quick.md with --quick)")
     ap.add_argument("--gather-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=0, help=argparse.SUPPRESS)
@@ -618,7 +619,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     md = Path(args.markdown or (ROOT / "bench" / ("out/scaling-section-quick.md" if quick else
-                                                   "README-scaling-section.md")))
+                                                   "out/README-scaling-section.md")))
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(markdown(res))
     print(f"\nwrote {out} and {md} in {res['meta']['wall_s']:.0f} s")
