@@ -6,6 +6,7 @@ share memory (MPI-3 shared windows) for the noise table, the gradient and the ta
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
@@ -112,6 +113,15 @@ class MpiComm(LocalComm):
             self._windows.append(win)
             self._counter_win, self._counter_owner, self._counter_host = win, 0, self.rank == 0
         self._counter_win.Lock_all()
+        atexit.register(self._free_windows)
+
+    def _free_windows(self) -> None:
+        """Close the RMA windows before mpi4py finalizes MPI (its own exit hook, registered earlier, runs
+        later): an open window makes UCX print warnings at the end of every run. Collective: every rank
+        gets here when the run ends normally, after the trainer's final barrier."""
+        self._counter_win.Unlock_all()
+        for win in reversed(self._windows):
+            win.Free()
 
     def _bcast_bytes(self, data: bytes | None) -> bytes:
         n = np.array([len(data) if self.rank == 0 else 0], dtype=np.int64)
