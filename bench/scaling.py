@@ -60,7 +60,6 @@ TARGET_P = (18, 144, 720, 1440)
 SWEEP_PAIRS = (5000, 10000, 20000, 40000)  # pairs per generation tried at 1,440 ranks (es-mpi's default)
 GATHER_P = (2, 4, 8, 16, 32)
 BANDWIDTH_BPS = 10e9  # assumed network: 10 Gb/s per node
-GRAB_LATENCY_S = 30e-6  # assumed cost of one cluster-wide dynamic grab (a remote MPI_Fetch_and_op)
 NODE_MEMORY_BPS = 100e9  # assumed memory bandwidth of one node, for the update's floor
 NODE_GRAB_LATENCY_S = 1e-6  # assumed cost of one grab from a node-shared-memory counter
 TASKS = EVAL_EPISODES + 2 * PAIRS  # es-mpi's task list: evaluation episodes first, then episode 2j+side
@@ -154,6 +153,62 @@ def measure_gather(repeats: int, warmup: int) -> dict:
     extra = [r["realistic"]["median_s"] - r["header"]["median_s"] for r in runs]
     return {"p": list(GATHER_P), "repeats": repeats, "runs": runs, "fit": fits,
             "payload_extra_s": extra, "oversubscribed_on_cpus": os.cpu_count()}
+
+
+def grab_worker(seconds: float) -> None:
+    """Under `mpiexec -n 2` with the global counter: rank 0 runs early Humanoid episodes as the trainer
+    does, serving the counter only when it polls MPI (every POLL_EVERY env steps, its progress hook);
+    rank 1 takes tasks from that counter with a random 0-20 ms pause between grabs, as if running episodes,
+    and times each grab. Rank 1 prints the times as JSON."""
+    from mpi4py import MPI
+
+    from es_mpi.config import load_job
+    from es_mpi.envs import make_env
+    from es_mpi.mpi import MpiComm
+    from es_mpi.policy import make_policy
+    from es_mpi.rollout import run_episode
+
+    comm = MpiComm(MPI.COMM_WORLD)
+    deadline = time.perf_counter() + seconds
+    if comm.rank == 0:
+        job = load_job(ROOT / "jobs" / "humanoid.yaml", [])
+        env, limit = make_env(job.env)
+        policy = make_policy(job.policy, env)
+        theta = policy.init_theta(np.random.default_rng(0))
+        steps, t0 = 0, time.perf_counter()
+        while time.perf_counter() < deadline:
+            steps += run_episode(env, policy, theta, None, None, limit, steps, poll=comm.progress_hook()).length
+        rate = np.array([steps / (time.perf_counter() - t0)])
+    else:
+        rate = np.zeros(1)
+        rng = np.random.default_rng(1)
+        tasks = comm.tasks(0, 100_000)  # far more than fit in the time
+        next(tasks)  # each rank's first task is fixed: no grab
+        grabs = []
+        while time.perf_counter() < deadline - 0.05:
+            time.sleep(float(rng.uniform(0, 0.02)))
+            t0 = time.perf_counter()
+            next(tasks)
+            grabs.append(time.perf_counter() - t0)
+    comm.barrier()
+    comm.comm.Bcast(rate, root=0)  # a raw buffer: no pickle crosses ranks
+    if comm.rank == 1:
+        print(json.dumps({"grab_s": grabs, "median_s": float(np.median(grabs)),
+                          "p90_s": float(np.percentile(grabs, 90)), "rank0_steps_per_s": float(rate[0])}))
+
+
+def measure_grab(seconds: float) -> dict:
+    """Launch grab_worker on 2 ranks (a core each here) with the cluster-wide counter."""
+    cmd = [mpiexec_path(), "-n", "2", sys.executable, __file__, "--grab-worker", "--seconds", str(seconds)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
+                         env={**os.environ, "ES_MPI_TASK_COUNTER": "global"})
+    if res.returncode != 0:
+        raise SystemExit(f"scaling.py: grab worker failed:\n{res.stderr[-2000:]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"  cluster-wide grab: median {out['median_s'] * 1e3:.2f} ms, 90th percentile "
+          f"{out['p90_s'] * 1e3:.2f} ms over {len(out['grab_s'])} grabs (rank 0 at "
+          f"{out['rank0_steps_per_s']:,.0f} Humanoid steps/s)", flush=True)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -339,7 +394,7 @@ def project(scenario: dict, gather: dict, update: dict, reps: int, rng: np.rando
             wait = max(makespan - work - evalw, 0.0)
             latency, payload = comm_time(p, fit, gathered_bytes(p, unit, pairs))
             units = (EVAL_EPISODES + (pairs if unit == "pair" else 2 * pairs)) / p
-            grab = {"dynamic": GRAB_LATENCY_S, "node-dynamic": NODE_GRAB_LATENCY_S}.get(mode, 0.0)
+            grab = {"dynamic": gather["grab"]["median_s"], "node-dynamic": NODE_GRAB_LATENCY_S}.get(mode, 0.0)
             dispatch = units * grab
             comm = latency + payload + dispatch
             total = work + evalw + wait + comm + upd
@@ -426,8 +481,9 @@ E(p) = T_work / T(p):
   - `{CLUSTER}`: one counter on rank 0 for the whole cluster; the same task list,
     the next task to the first free rank anywhere in the cluster.
 - T_comm = allgather latency a + b log2(p) fitted below + gathered bytes / 10 Gb/s (assumed network, bytes
-  counted once per node) + one grab per task, not overlapped, at an assumed {GRAB_LATENCY_S * 1e6:.0f} us
-  cluster-wide (a remote fetch-and-add) or {NODE_GRAB_LATENCY_S * 1e6:.0f} us from node-shared memory. The
+  counted once per node) + one grab per task, not overlapped: {g['grab']['median_s'] * 1e3:.2f} ms
+  cluster-wide (measured below: a fetch-and-add on rank 0's counter while rank 0 runs Humanoid episodes),
+  or an assumed {NODE_GRAB_LATENCY_S * 1e6:.0f} us from node-shared memory. The
   fitted latency comes from oversubscribed runs and is an upper bound; the last column shows E without it.
 - T_update, the same in every variant = centered ranks + the weighted noise sum over the 1/18 coordinate
   slice each of a node's 18 ranks computes (measured; es-mpi splits the sum this way through a
@@ -449,6 +505,12 @@ machine is oversubscribed, so these are upper bounds: they measure the OS schedu
 
 Fit (realistic payload): latency = {fit['a_s'] * 1e3:.3f} ms + {fit['b_s_per_log2p'] * 1e3:.3f} ms x log2(p)
 (R^2 = {fit['r2']:.3f}); at 1,440 ranks {(fit['a_s'] + fit['b_s_per_log2p'] * math.log2(1440)) * 1e3:.1f} ms.
+
+Cluster-wide grab (`MpiComm.tasks` with `ES_MPI_TASK_COUNTER=global`, 2 ranks with a core each): rank 0
+runs Humanoid episodes at {g['grab']['rank0_steps_per_s']:,.0f} steps/s, polling MPI every 8 steps as the
+trainer does, while rank 1 takes tasks with 0-20 ms pauses: median {g['grab']['median_s'] * 1e3:.2f} ms,
+90th percentile {g['grab']['p90_s'] * 1e3:.2f} ms over {len(g['grab']['grab_s'])} grabs. Both ranks share
+a machine here; across nodes a grab adds the network's round trip.
 
 Update, medians: centered ranks {u['median']['ranks_s'] * 1e3:.2f} ms, full weighted noise sum
 {u['median']['full_gradient_s'] * 1e3:,.0f} ms, 1/18 slice {u['median']['slice_gradient_s'] * 1e3:.1f} ms,
@@ -527,9 +589,8 @@ def conclusion(res: dict) -> str:
         f"({e('early', CLUSTER, 'E_no_comm')} without T_comm). Whatever the code, the update reads {PAIRS:,} "
         f"noise slices of {res['update']['dim']:,} float32 per node ({gb:.1f} GB): at an assumed "
         f"{NODE_MEMORY_BPS / 1e9:.0f} GB/s per node that is at least {gb * 1e9 / NODE_MEMORY_BPS * 1e3:.0f} ms, "
-        "so the 5% target for the update holds late in training and cannot hold this early. The cross-node "
-        "grab is modelled at 30 us (measured on this machine: about 40 us with rank 0 polling every 50 us). Not "
-        "modelled: the evaluation episodes are the first tasks, drawn here from the training episodes' times; "
+        "so the 5% target for the update holds late in training and cannot hold this early. Not modelled: "
+        "the evaluation episodes are the first tasks, drawn here from the training episodes' times; "
         "if they run longer (unperturbed policy, no action noise, no adaptive cap) they become the tail. None of "
         "these figures is a cluster measurement: the collective and the grab costs must be measured on the real "
         "network (`bench/scaling.py`'s worker mode under srun), and the late scenarios are proxies."
@@ -543,11 +604,16 @@ def main() -> None:
     ap.add_argument("--markdown", default=None, help="default bench/out/README-scaling-section.md "
                     "(bench/out/scaling-section-quick.md with --quick)")
     ap.add_argument("--gather-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--grab-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, default=8.0, help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--warmup", type=int, default=10, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.gather_worker:
         gather_worker(args.repeats, args.warmup)
+        return
+    if args.grab_worker:
+        grab_worker(args.seconds)
         return
 
     quick = args.quick
@@ -565,6 +631,7 @@ def main() -> None:
     t_start = time.perf_counter()
     print("1/3 allgather latency (oversubscribed: upper bounds)", flush=True)
     gather = measure_gather(cfg["gather_repeats"], 10)
+    gather["grab"] = measure_grab(4.0 if quick else 15.0)
     print(f"2/3 update at paper scale (noise table {cfg['noise_entries']:,} entries)", flush=True)
     noise = np.empty(cfg["noise_entries"], np.float32)
     fill_noise(noise, 123)
@@ -598,7 +665,7 @@ def main() -> None:
                   "(once per node) + grabs x grab latency",
         "T_update": "centered ranks + weighted noise sum on a 1/18 coordinate slice (measured) + Adam",
         "variants": {name: {"mode": mode, "unit": unit} for name, mode, unit in VARIANTS},
-        "bandwidth_bps": BANDWIDTH_BPS, "grab_latency_s": GRAB_LATENCY_S,
+        "bandwidth_bps": BANDWIDTH_BPS, "grab_latency_s": gather["grab"]["median_s"],
         "node_grab_latency_s": NODE_GRAB_LATENCY_S, "node_ranks": NODE_RANKS, "pairs": PAIRS,
         "eval_episodes": EVAL_EPISODES, "target_p": list(TARGET_P)},
         "mc_reps": cfg["mc_reps"], "mixed_full_fraction": mixed_full_fraction,
