@@ -163,9 +163,9 @@ def measure_gather(repeats: int, warmup: int) -> dict:
 
 def grab_worker(seconds: float) -> None:
     """Under `mpiexec -n 2` with the global counter: rank 0 runs early Humanoid episodes as the trainer
-    does, serving the counter only when it polls MPI (every POLL_EVERY env steps, its progress hook);
-    rank 1 takes tasks from that counter with a random 0-20 ms pause between grabs, as if running episodes,
-    and times each grab. Rank 1 prints the times as JSON."""
+    does, polling MPI every POLL_EVERY env steps (its progress hook, for MPI libraries whose atomics wait for
+    the target's progress); rank 1 takes tasks from that counter with a random 0-20 ms pause between grabs,
+    as if running episodes, and times each grab. Rank 1 prints the times as JSON."""
     from mpi4py import MPI
 
     from es_mpi.config import load_job
