@@ -51,6 +51,19 @@ def assert_same(expected: list[Episode], got: list[Episode]) -> None:
             assert np.array_equal(a.stats.total, b.stats.total) and np.array_equal(a.stats.total_sq, b.stats.total_sq)
 
 
+def count_batch_steps(runner: BatchedRunner) -> list[int]:
+    """Spy on the runner's batch: the returned list gets the number of simulations of every step call."""
+    stepped: list[int] = []
+    step = runner.batch.step
+
+    def spy(ids=None, nstep=1, **kw):
+        stepped.append(runner.slots if ids is None else len(ids))
+        return step(ids, nstep=nstep, **kw)
+
+    runner.batch.step = spy
+    return stepped
+
+
 def reference(env_id: str, env_kwargs: dict, policy, args: list[tuple], mean, std, cap: int) -> list[Episode]:
     env = gym.make(env_id, **env_kwargs).unwrapped
     out = []
@@ -154,14 +167,7 @@ def test_limit_caps_the_episodes_in_flight_without_changing_results():
     policy = job_policy("Hopper-v5")
     args = specs(policy, 9, seed=4)
     runner = BatchedRunner("Hopper-v5", {}, policy, 6)
-    stepped = []
-    step = runner.batch.step
-
-    def spy(ids=None, nstep=1, **kw):
-        stepped.append(runner.slots if ids is None else len(ids))
-        return step(ids, nstep=nstep, **kw)
-
-    runner.batch.step = spy
+    stepped = count_batch_steps(runner)
     got = runner.run([to_spec(CAP, *a) for a in args], None, None, limit=lambda: 2)
     assert_same(reference("Hopper-v5", {}, policy, args, None, None, CAP), got)
     assert max(stepped) == 2
@@ -176,19 +182,13 @@ def test_the_last_episode_in_flight_leaves_the_batch(with_limit):
     args = specs(policy, 3, seed=6)
     caps = [10, 150, 20]  # the long one has action noise and statistics
     runner = BatchedRunner("HalfCheetah-v5", {}, policy, 3)
-    stepped, taken = [], []
-    step = runner.batch.step
-
-    def spy(ids=None, nstep=1, **kw):
-        stepped.append(runner.slots if ids is None else len(ids))
-        return step(ids, nstep=nstep, **kw)
+    stepped, taken = count_batch_steps(runner), []
 
     def lazily():
         for c, a in zip(caps, args):
             taken.append(c)
             yield to_spec(c, *a)
 
-    runner.batch.step = spy
     got = runner.run(lazily(), None, None, limit=(lambda: len(caps) - len(taken)) if with_limit else None)
     expected = [reference("HalfCheetah-v5", {}, policy, [a], None, None, c)[0] for c, a in zip(caps, args)]
     assert_same(expected, got)
