@@ -1,5 +1,6 @@
-"""Time ranks spend waiting for the slowest one: static against dynamic assignment, one episode at a time
-against 8 lockstep simulations per rank, in the same run.
+"""Time ranks spend waiting for the slowest one: static against dynamic assignment (without and with the
+hand-over of episodes in flight between the ranks of a node), one episode at a time against 8 lockstep
+simulations per rank, in the same run.
 
 Episodes differ in length (a falling Hopper ends early), so a static split leaves ranks idle at the
 allgather. Runs the same Hopper-v5 job under `mpiexec -n RANKS` once per combination and reports the
@@ -31,6 +32,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# static split; dynamic assignment without, then with, the hand-over of episodes in flight (the default)
+MODES = ("static", "dynamic-no-handover", "dynamic")
 
 
 def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> None:
@@ -48,7 +51,8 @@ def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> Non
                                                    f"env.episode_cap={cap}"])
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
-    ctx = build_context(job, comm, env, limit, policy, dynamic=(mode == "dynamic"), slots=slots)
+    ctx = build_context(job, comm, env, limit, policy, dynamic=(mode != "static"), slots=slots,
+                        hand_over=(mode == "dynamic"))
     rows = []
     _, state = train(ctx, initial_state(job, policy, limit), (lambda s, row, c: rows.append(row)) if comm.rank == 0
                      else None, StopFlag())
@@ -64,6 +68,7 @@ def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> Non
             "wait_share_per_generation": (times[..., 1].sum(axis=1) / times.sum(axis=(1, 2))).tolist(),
             "generation_s": [r["generation_s"] for r in rows], "theta_crc32": zlib.crc32(state.theta.tobytes()),
             "mean_episode_length": float(np.mean([r["length_mean"] for r in rows])),
+            "handovers": int(sum(r["handovers"] for r in rows)),
         }))
 
 
@@ -80,7 +85,7 @@ def main() -> None:
     ap.add_argument("--ranks", type=int, default=4)
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=50)
-    ap.add_argument("--worker", choices=["static", "dynamic"])
+    ap.add_argument("--worker", choices=MODES)
     ap.add_argument("--slots", type=int, nargs="+", default=[1, 8], help="lockstep simulations per rank")
     ap.add_argument("--cap", choices=["env", "mean"], default="env", help="env.episode_cap of the job")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "stragglers.json"))
@@ -89,14 +94,15 @@ def main() -> None:
         worker(args.worker, args.slots[0], args.generations, args.pairs, args.cap)
         return
     results = [run(mode, k, args.ranks, args.generations, args.pairs, args.cap) for k in args.slots
-               for mode in ("static", "dynamic")]
+               for mode in MODES]
     if len({r["theta_crc32"] for r in results}) != 1:
         sys.exit("the assignments gave different parameters")
     print(f"Hopper-v5, {args.ranks} ranks ({os.cpu_count()} cores), {args.pairs} pairs, "
           f"{args.generations} generations, episode cap {args.cap}")
     for r in results:
-        print(f"{r['mode']:>8}, {r['slots']} slot(s): waiting {r['wait_share']:6.1%} of rank time "
-              f"(no assignment below {r['wait_floor_share']:.1%}), total {r['total_s']:.2f} s")
+        print(f"{r['mode']:>20}, {r['slots']} slot(s): waiting {r['wait_share']:6.1%} of rank time "
+              f"(no assignment below {r['wait_floor_share']:.1%}), total {r['total_s']:.2f} s, "
+              f"{r['handovers']} episodes handed over")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "ranks": args.ranks,

@@ -56,7 +56,7 @@ def record_episodes(ctx: Context, generations: int) -> list[dict]:
     """The arguments and results of every episode a training run plays (an untimed pass)."""
     played = []
 
-    def recording(specs, mean, std, poll=None, limit=None):
+    def recording(specs, mean, std, poll=None, limit=None, exchange=None):  # one process: no exchange
         taken = []
 
         def tap():
@@ -64,7 +64,7 @@ def record_episodes(ctx: Context, generations: int) -> list[dict]:
                 taken.append((spec, spec.noise_rng.bit_generator.state if spec.noise_rng is not None else None))
                 yield spec
 
-        episodes = ctx.run_episodes(tap(), mean, std, poll, limit)
+        episodes = ctx.run_episodes(tap(), mean, std, poll, limit, exchange)
         for (spec, noise_state), ep in zip(taken, episodes):
             played.append({"theta": spec.theta.copy(), "mean": mean, "std": std, "cap": spec.cap,
                            "seed": spec.env_seed, "noise_state": noise_state, "noise_std": spec.noise_std,

@@ -15,6 +15,7 @@ from numbers import Real
 
 import numpy as np
 
+from .handover import Exchange, movable
 from .obs_norm import accumulate, normalise
 from .policy import ACTIVATIONS, MlpPolicy
 from .rollout import NOISE_BLOCK, POLL_EVERY, Episode, EpisodeSpec, finish_episode
@@ -366,7 +367,8 @@ class BatchedRunner:
         return policy.low + step * np.argmax(scores, axis=-1).astype(np.float32)
 
     def run(self, episodes: Iterable[EpisodeSpec], mean: np.ndarray | None, std: np.ndarray | None,
-            poll: Callable[[], object] | None = None, limit: Callable[[], int] | None = None) -> list[Episode]:
+            poll: Callable[[], object] | None = None, limit: Callable[[], int] | None = None,
+            exchange: Exchange | None = None) -> list[Episode]:
         """What run_episode returns for each spec, in the order they are taken; observations normalised
         unless mean is None. `episodes` is consumed lazily, one spec whenever a slot is free, so that it
         can hand out work dynamically; `poll` is called every few lockstep steps (see run_episode).
@@ -374,7 +376,12 @@ class BatchedRunner:
         is left): near the end of a generation a rank then holds only its share of what is left, instead
         of up to `slots` episodes that other, idle ranks would have to wait for. Once no spec is left,
         the last episode in flight is handed to the gymnasium env (its state copied over), where a lone
-        episode steps faster than in a batch: it is the straggler every other rank waits for."""
+        episode steps faster than in a batch: it is the straggler every other rank waits for.
+
+        With an `exchange`, once no spec is left, episodes in flight beyond the last go to ranks of the
+        node that have none (the youngest first; not those collecting statistics), and when this rank has
+        none it finishes episodes others hand over; the list then holds the episodes this rank finished,
+        each with its spec's task."""
         import gymnasium.utils.seeding
         import mujoco
 
@@ -392,6 +399,22 @@ class BatchedRunner:
         obs = np.zeros((k_all, policy.obs_dim))
         queue = iter(episodes)
         exhausted = False
+        given: set[int] = set()  # indices into taken_specs of episodes handed to other ranks
+
+        def give_away(ids: np.ndarray) -> np.ndarray:
+            """Hand episodes in flight to waiting ranks while more than one is left here."""
+            for k in sorted(ids.tolist(), key=lambda k: steps[k]):
+                spec = taken_specs[owner[k]]
+                if (owner >= 0).sum() < 2:
+                    break
+                if not movable(spec):
+                    continue
+                if not exchange.give(lambda k=k: self.batch.get_data(k, task.env.data), task.env, spec, obs[k],
+                                     float(totals[k]), int(steps[k]), noise[k]):
+                    break
+                given.add(int(owner[k]))
+                owner[k] = -1
+            return np.flatnonzero(owner >= 0)
 
         def start(free: np.ndarray) -> None:
             """Reset the slots `free` to the next specs, as env.reset(seed=...) does; with `limit`, only
@@ -406,7 +429,7 @@ class BatchedRunner:
                 spec = next(queue, None)
                 while spec is not None and spec.cap <= 0:  # run_episode takes no step at all
                     taken_specs.append(spec)
-                    results.append(Episode(0.0, 0, None))
+                    results.append(Episode(0.0, 0, None, spec.task))
                     spec = next(queue, None)
                 if spec is None:
                     exhausted = True
@@ -440,12 +463,19 @@ class BatchedRunner:
                 spec = taken_specs[owner[k]]
                 self.batch.get_data(k, task.env.data)
                 results[owner[k]] = finish_episode(
-                    task.env, policy, policy.bind(spec.theta), obs[k].copy(), mean, std, int(caps[k]),
-                    spec.noise_rng, spec.noise_std, seen[k] if collecting[k] else None, poll, float(totals[k]),
-                    int(steps[k]), noise[k].copy())
+                    task.env, policy, spec, obs[k].copy(), mean, std, seen[k] if collecting[k] else None, poll,
+                    float(totals[k]), int(steps[k]), noise[k].copy())
                 break
-            if poll is not None and lockstep % POLL_EVERY == 0:
-                poll()
+            if lockstep % POLL_EVERY == 0:
+                if poll is not None:
+                    poll()
+                if exchange is not None and ids.size > 1 and exchange.wanted():
+                    # Under dynamic assignment the counter tells whether tasks are left before a slot frees.
+                    exhausted |= limit is not None and limit() == 0
+                if exchange is not None and exhausted and ids.size > 1 and exchange.wanted():
+                    ids = give_away(ids)
+                    lockstep += 1
+                    continue  # one episode may be left: hand it to the gymnasium env above
             lockstep += 1
             for k in ids[noisy[ids] & (steps[ids] % NOISE_BLOCK == 0)].tolist():
                 spec = taken_specs[owner[k]]
@@ -471,8 +501,11 @@ class BatchedRunner:
             if done.size:
                 for k in done.tolist():
                     stats = accumulate(np.asarray(seen[k])) if seen[k] else None
-                    results[owner[k]] = Episode(float(totals[k]), int(steps[k]), stats)
+                    results[owner[k]] = Episode(float(totals[k]), int(steps[k]), stats, taken_specs[owner[k]].task)
                 owner[done] = -1
                 start(np.flatnonzero(owner < 0))
                 ids = np.flatnonzero(owner >= 0)
-        return results  # type: ignore[return-value]
+        finished = [ep for j, ep in enumerate(results) if j not in given]
+        if exchange is not None:
+            finished += exchange.finish_received(task.env, policy, mean, std, poll)
+        return finished  # type: ignore[return-value]

@@ -1,7 +1,8 @@
 """The only module that talks MPI. Everything else takes a `Comm` and runs unchanged on one process.
 
 No pickle crosses ranks: start-up messages are JSON text and raw numpy buffers. Within a node, ranks
-share memory (MPI-3 shared windows) for the noise table, the gradient and the task counter.
+share memory (MPI-3 shared windows) for the noise table, the gradient, the task counter and the board
+over which they hand episodes in flight to each other.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class LocalComm:
         its share of the tasks not yet taken, 0 once none is left (None: no limit, as with a single rank)."""
         return None
 
+    def market(self, dtype: np.dtype) -> NodeMarket | None:
+        """The node's hand-over board for episode records of `dtype` (None: no other rank to hand to)."""
+        return None
+
     def abort(self, code: int) -> None:
         os._exit(code)
 
@@ -99,6 +104,7 @@ class MpiComm(LocalComm):
         self._windows = []
         # Two counters used alternately by successive generations: their owner resets the next
         # generation's counter while the other is in use, so no extra synchronisation is needed.
+        self._locked = []  # windows open for passive-target atomics (Lock_all) until the exit hook
         self.counter = task_counter_mode(len(set(self.node_of.tolist())))
         if self.counter == "node":
             self.node_array(2, np.int64)
@@ -113,13 +119,15 @@ class MpiComm(LocalComm):
             self._windows.append(win)
             self._counter_win, self._counter_owner, self._counter_host = win, 0, self.rank == 0
         self._counter_win.Lock_all()
+        self._locked.append(self._counter_win)
         atexit.register(self._free_windows)
 
     def _free_windows(self) -> None:
         """Close the RMA windows before mpi4py finalizes MPI (its own exit hook, registered earlier, runs
         later): an open window makes UCX print warnings at the end of every run. Collective: every rank
         gets here when the run ends normally, after the trainer's final barrier."""
-        self._counter_win.Unlock_all()
+        for win in self._locked:
+            win.Unlock_all()
         for win in reversed(self._windows):
             win.Free()
 
@@ -225,10 +233,92 @@ class MpiComm(LocalComm):
         self._counter_win.Flush(self._counter_owner)
         return int(result[0])
 
+    def market(self, dtype: np.dtype) -> NodeMarket | None:
+        return NodeMarket(self, dtype) if self.node_size > 1 else None
+
     def abort(self, code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         self.comm.Abort(code)
+
+
+class NodeMarket:
+    """Node-shared memory over which a rank with several episodes in flight hands one to a rank of its
+    node that has none (es_mpi.handover), so that a generation's last episodes do not share one core
+    while others idle. Per generation one board (two, used alternately like the task counters, and
+    reset by the node's first rank while the other is in use): the number of ranks that ran out of
+    work, and a word per rank: 0 busy, 1 waiting, 2 claimed by a sender, 3 record delivered; plus one
+    record slot per rank. Every change of a word is an MPI atomic; reads are plain loads after Win.Sync."""
+
+    BUSY, WAITING, CLAIMED, DELIVERED = range(4)
+
+    def __init__(self, comm: MpiComm, dtype: np.dtype) -> None:
+        self.MPI, self.me, self.n = comm.MPI, comm.node_rank, comm.node_size
+        self.mailbox = comm.node_array(self.n, dtype)
+        self.mailbox_win = comm._windows[-1]
+        self.board = comm.node_array(2 * (self.n + 1), np.int64)
+        self.win = comm._windows[-1]
+        for win in (self.mailbox_win, self.win):  # Win.Sync needs an access epoch
+            win.Lock_all()
+            comm._locked.append(win)
+        self.base = 0
+
+    def begin(self, generation: int) -> None:
+        """Use generation's board; the node's first rank clears the other one for the next generation."""
+        self.base = (generation % 2) * (self.n + 1)
+        if self.me == 0:
+            for i in range(self.n + 1):
+                self._op((self.n + 1 - self.base) + i, 0, self.MPI.REPLACE)
+
+    def _op(self, index: int, value: int, op) -> int:
+        result = np.empty(1, np.int64)
+        self.win.Fetch_and_op(np.array([value], np.int64), result, 0, index, op)
+        self.win.Flush(0)
+        return int(result[0])
+
+    def _claim(self, rank: int, expect: int, value: int) -> bool:
+        result = np.empty(1, np.int64)
+        self.win.Compare_and_swap(np.array([value], np.int64), np.array([expect], np.int64), result, 0,
+                                  self.base + 1 + rank)
+        self.win.Flush(0)
+        return int(result[0]) == expect
+
+    def _words(self) -> np.ndarray:
+        self.win.Sync()
+        return self.board[self.base + 1 : self.base + 1 + self.n]
+
+    def wanted(self) -> bool:
+        """Whether a rank of the node waits for work."""
+        return bool((self._words() == self.WAITING).any())
+
+    def give(self, fill: Callable[[np.void], None]) -> bool:
+        """Claim a waiting rank, `fill` its record slot and deliver it; False if none waits any more."""
+        for rank in np.flatnonzero(self._words() == self.WAITING).tolist():
+            if rank != self.me and self._claim(rank, self.WAITING, self.CLAIMED):
+                fill(self.mailbox[rank])
+                self.mailbox_win.Sync()
+                self._op(self.base + 1 + rank, self.DELIVERED, self.MPI.REPLACE)
+                return True
+        return False
+
+    def take(self, poll: Callable[[], object] | None) -> np.void | None:
+        """Wait for a record (a copy) or for the node's end of the generation (None): every rank waiting
+        at once, with nothing being delivered. Only a busy rank gives, so none can give after that."""
+        self._op(self.base + 1 + self.me, self.WAITING, self.MPI.REPLACE)
+        self._op(self.base, 1, self.MPI.SUM)
+        while True:
+            word = self._words()[self.me]
+            if word == self.DELIVERED:
+                self.mailbox_win.Sync()
+                record = self.mailbox[self.me].copy()
+                self._op(self.base + 1 + self.me, self.BUSY, self.MPI.REPLACE)
+                self._op(self.base, -1, self.MPI.SUM)
+                return record
+            if self.board[self.base] == self.n and self._claim(self.me, self.WAITING, self.BUSY):
+                return None
+            if poll is not None:
+                poll()
+            time.sleep(_POLL_S)
 
 
 def check_task_counter_env() -> None:

@@ -26,6 +26,7 @@ class EpisodeSpec:
     noise_rng: np.random.Generator | None = None
     noise_std: float = 0.0
     collect_stats: bool = False
+    task: int = -1  # the trainer's task number (which episode of the generation), -1 outside training
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Episode:
     ret: float
     length: int
     stats: ObsStats | None  # raw-observation statistics, when asked for
+    task: int = -1  # the spec's task
 
 
 def run_episode(
@@ -51,18 +53,25 @@ def run_episode(
     """Run until termination or `cap` steps; Gaussian action noise only when `noise_rng` is given.
     Observations are normalised by (mean, std) unless mean is None. `poll`, if given, is called every
     few steps (rank 0 serving the task counter to other ranks)."""
-    obs, _ = env.reset(seed=env_seed)
-    return finish_episode(env, policy, policy.bind(theta), obs, mean, std, cap, noise_rng, noise_std,
-                          [] if collect_stats else None, poll)
+    return play(env, policy, EpisodeSpec(theta, env_seed, cap, noise_rng, noise_std, collect_stats), mean, std,
+                poll)
 
 
-def finish_episode(env, policy: MlpPolicy, bound, obs: np.ndarray, mean: np.ndarray | None,
-                   std: np.ndarray | None, cap: int, noise_rng: np.random.Generator | None, noise_std: float,
-                   seen: list | None, poll: Callable[[], object] | None, total: float = 0.0, steps: int = 0,
-                   noise: np.ndarray | None = None) -> Episode:
-    """The rest of an episode whose env holds the state after `steps` steps, `obs` being its observation:
-    run_episode from a reset, or the batched runner handing over its last episode. `seen` collects raw
-    observations (None: no statistics); `noise` is the current action-noise block mid-block."""
+def play(env, policy: MlpPolicy, spec: EpisodeSpec, mean: np.ndarray | None, std: np.ndarray | None,
+         poll: Callable[[], object] | None = None) -> Episode:
+    """run_episode for one spec."""
+    obs, _ = env.reset(seed=spec.env_seed)
+    return finish_episode(env, policy, spec, obs, mean, std, [] if spec.collect_stats else None, poll)
+
+
+def finish_episode(env, policy: MlpPolicy, spec: EpisodeSpec, obs: np.ndarray, mean: np.ndarray | None,
+                   std: np.ndarray | None, seen: list | None, poll: Callable[[], object] | None,
+                   total: float = 0.0, steps: int = 0, noise: np.ndarray | None = None) -> Episode:
+    """The rest of episode `spec` whose env holds the state after `steps` steps, `obs` being its
+    observation: run_episode from a reset, the batched runner handing over its last episode, or an
+    episode received from another rank (es_mpi.handover). `seen` collects raw observations (None: no
+    statistics); `noise` is the current action-noise block mid-block."""
+    bound, cap, noise_rng, noise_std = policy.bind(spec.theta), spec.cap, spec.noise_rng, spec.noise_std
     noisy = noise_rng is not None and noise_std > 0
     while steps < cap:
         if poll is not None and steps % POLL_EVERY == 0:
@@ -82,13 +91,16 @@ def finish_episode(env, policy: MlpPolicy, bound, obs: np.ndarray, mean: np.ndar
         if terminated or truncated:
             break
     stats = accumulate(np.asarray(seen)) if seen else None
-    return Episode(float(total), steps, stats)
+    return Episode(float(total), steps, stats, spec.task)
 
 
 def run_one_by_one(env, policy: MlpPolicy, specs: Iterable[EpisodeSpec], mean: np.ndarray | None,
                    std: np.ndarray | None, poll: Callable[[], object] | None = None,
-                   limit: Callable[[], int] | None = None) -> list[Episode]:
-    """run_episode for each spec in turn: the path for envs the batched runner does not cover (one
-    episode in flight, so `limit` has nothing to cap)."""
-    return [run_episode(env, policy, s.theta, mean, std, s.cap, s.env_seed, s.noise_rng, s.noise_std,
-                        s.collect_stats, poll) for s in specs]
+                   limit: Callable[[], int] | None = None, exchange=None) -> list[Episode]:
+    """play each spec in turn: the path for envs the batched runner does not cover (one episode in
+    flight, so `limit` has nothing to cap and there is never one to hand over). With an `exchange`
+    (es_mpi.handover.Exchange), it then finishes episodes that other ranks of the node hand over."""
+    episodes = [play(env, policy, s, mean, std, poll) for s in specs]
+    if exchange is not None:
+        episodes += exchange.finish_received(env, policy, mean, std, poll)
+    return episodes

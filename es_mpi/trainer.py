@@ -11,10 +11,10 @@ from functools import partial
 
 import numpy as np
 
-from . import batched, seeds
+from . import batched, handover, seeds
 from .config import ConfigError, Job
 from .gradient import es_gradient
-from .mpi import LocalComm
+from .mpi import LocalComm, NodeMarket
 from .noise import fill_noise, sample_offsets
 from .obs_norm import ObsStats, normaliser
 from .optimizers import OptimizerState, adam_step, init_state, sgd_step
@@ -28,7 +28,9 @@ from .state import TrainState
 TRAIN, EVAL = 0.0, 1.0
 ROW = 4
 SLOTS_VAR = "ES_MPI_SLOTS"
-HEADER = 5  # rollout seconds, theta checksum, stop signal number (0: none), result rows, statistics rows
+# rollout seconds, theta checksum, stop signal number (0: none), result rows, statistics rows, seconds
+# spent waiting for work to be handed over, episodes handed over
+HEADER = 7
 
 
 class TrainingError(RuntimeError):
@@ -46,23 +48,31 @@ class Context:
     policy: MlpPolicy
     noise: np.ndarray  # node-shared, read-only after start-up
     grad_buffer: np.ndarray  # node-shared, each rank writes its slice of the gradient
-    run_episodes: Callable  # (specs, mean, std, poll, limit) -> episodes: batched or one by one, same results
+    run_episodes: Callable  # (specs, mean, std, poll, limit, exchange) -> episodes: batched or one by one
     dynamic: bool = True  # dynamic task assignment (results are the same either way)
+    market: NodeMarket | None = None  # hand-over of episodes in flight within the node
 
 
 def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: MlpPolicy, dynamic: bool = True,
-                  slots: int | None = None) -> Context:
+                  slots: int | None = None, hand_over: bool = True) -> Context:
     """Allocate the node-shared noise table (filled once per node) and gradient buffer, and pick the
     episode runner: `slots` MuJoCo simulations stepped in lockstep (mujoco.batch) where the task is
-    supported, else one gymnasium episode at a time. Both give bit-identical results."""
+    supported, else one gymnasium episode at a time. Both give bit-identical results. Under dynamic
+    assignment, for the tasks the batched runner covers, the node's ranks also hand episodes in flight to
+    each other near a generation's end (whatever each rank's slots: the decision follows the job alone,
+    so that all of them take part); `hand_over=False` turns that off (for benchmarks)."""
     noise = comm.node_array(job.es.noise_table_size, np.float32, lambda a: fill_noise(a, job.es.noise_seed))
     grad_buffer = comm.node_array(policy.num_params, np.float32)
     slots = default_slots() if slots is None else slots
-    if slots > 1 and isinstance(policy, MlpPolicy) and batched.supports(job.env.id, job.env.kwargs):
+    covered = isinstance(policy, MlpPolicy) and batched.supports(job.env.id, job.env.kwargs)
+    if slots > 1 and covered:
         run_episodes = batched.BatchedRunner(job.env.id, job.env.kwargs, policy, slots).run
     else:
         run_episodes = partial(run_one_by_one, env, policy)
-    return Context(job, comm, env, env_limit, policy, noise, grad_buffer, run_episodes, dynamic)
+    market = None
+    if dynamic and covered and hand_over:
+        market = comm.market(handover.record_dtype(env, policy.obs_dim, policy.act_dim))
+    return Context(job, comm, env, env_limit, policy, noise, grad_buffer, run_episodes, dynamic, market)
 
 
 def default_slots() -> int:
@@ -110,47 +120,52 @@ def is_eval_generation(job: Job, g: int) -> bool:
     return every > 0 and g % every == 0
 
 
-def rollouts(ctx: Context, state: TrainState, g: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """This rank's share of the generation: result rows and observation-statistics rows.
+def rollouts(ctx: Context, state: TrainState, g: int,
+             offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, handover.Exchange | None]:
+    """This rank's share of the generation: result rows, observation-statistics rows, and its exchange
+    with the node's other ranks (None: none).
 
     Tasks are single episodes, the evaluation ones (long, so first) then both members of every pair;
     single episodes rather than pairs halve the unit of work, and so the wait for the last one. Which rank
     runs which does not matter: every number an episode produces depends only on (theta, pair, side,
     seeds). Both members of a pair share the env seed and the action-noise stream (common random numbers).
-    Tasks are taken lazily, whenever the runner has room for one more episode.
+    Tasks are taken lazily, whenever the runner has room for one more episode; an episode may end on
+    another rank of the node than the one that started it (es_mpi.handover).
     """
     job, comm, policy = ctx.job, ctx.comm, ctx.policy
     n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
     n_eval = job.run.eval_episodes if is_eval_generation(job, g) else 0
     take_stats = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
     sigma = np.float32(job.es.sigma)
-    taken: list[int] = []
 
-    def specs():
-        for task in comm.tasks(g, n_eval + 2 * n, ctx.dynamic):
-            taken.append(task)
-            if task < n_eval:
-                yield EpisodeSpec(state.theta, seeds.derive_seed(seed, g, task, seeds.EVAL), ctx.env_limit)
-                continue
-            j, side = divmod(task - n_eval, 2)
-            perturbation = sigma * ctx.noise[offsets[j] : offsets[j] + dim]
-            yield EpisodeSpec(
-                state.theta - perturbation if side else state.theta + perturbation,
-                seeds.derive_seed(seed, g, j, seeds.ENV), state.episode_cap,
-                seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]),
-            )
+    def make_spec(task: int) -> EpisodeSpec:
+        if task < n_eval:
+            return EpisodeSpec(state.theta, seeds.derive_seed(seed, g, task, seeds.EVAL), ctx.env_limit, task=task)
+        j, side = divmod(task - n_eval, 2)
+        perturbation = sigma * ctx.noise[offsets[j] : offsets[j] + dim]
+        return EpisodeSpec(
+            state.theta - perturbation if side else state.theta + perturbation,
+            seeds.derive_seed(seed, g, j, seeds.ENV), state.episode_cap,
+            seeds.stream(seed, g, j, seeds.ACTION_NOISE), job.policy.action_noise, bool(take_stats[j]), task,
+        )
 
     mean, std = normaliser(state.obs, job.policy.obs_norm)
     limit = comm.fair_share(g, n_eval + 2 * n) if ctx.dynamic else None
-    episodes = ctx.run_episodes(specs(), mean, std, comm.progress_hook(), limit)
+    exchange = None
+    if ctx.market is not None:
+        ctx.market.begin(g)
+        exchange = handover.Exchange(ctx.market, make_spec)
+    specs = map(make_spec, comm.tasks(g, n_eval + 2 * n, ctx.dynamic))
+    episodes = ctx.run_episodes(specs, mean, std, comm.progress_hook(), limit, exchange)
     rows, stat_rows = [], []
-    for task, ep in zip(taken, episodes):
-        kind, index = (EVAL, task) if task < n_eval else (TRAIN, task - n_eval)
+    for ep in episodes:
+        kind, index = (EVAL, ep.task) if ep.task < n_eval else (TRAIN, ep.task - n_eval)
         rows.append([kind, index, ep.ret, ep.length])
         if ep.stats is not None:
             stat_rows.append(np.concatenate([[index], ep.stats.pack()]))
     stat_width = 2 + 2 * policy.obs_dim
-    return np.asarray(rows, np.float64).reshape(-1, ROW), np.asarray(stat_rows, np.float64).reshape(-1, stat_width)
+    return (np.asarray(rows, np.float64).reshape(-1, ROW), np.asarray(stat_rows, np.float64).reshape(-1, stat_width),
+            exchange)
 
 
 def theta_checksum(theta: np.ndarray) -> int:
@@ -164,9 +179,10 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
     g, n = state.generation, job.es.pairs
     t_start = time.perf_counter()
     offsets = sample_offsets(seeds.stream(job.run.seed, g, seeds.OFFSETS), n, ctx.noise.size, policy.num_params)
-    rows, stat_rows = rollouts(ctx, state, g, offsets)
+    rows, stat_rows, exchange = rollouts(ctx, state, g, offsets)
     rollout_s = time.perf_counter() - t_start
-    header = [rollout_s, theta_checksum(state.theta), float(stop), len(rows), len(stat_rows)]
+    idle_s, given = (exchange.waited_s, exchange.given) if exchange is not None else (0.0, 0)
+    header = [rollout_s, theta_checksum(state.theta), float(stop), len(rows), len(stat_rows), idle_s, given]
     blocks = comm.gather_blocks(np.concatenate([header, rows.ravel(), stat_rows.ravel()]))
     comm_s = time.perf_counter() - t_start - rollout_s
 
@@ -216,9 +232,10 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
     gen_s = time.perf_counter() - t_start
     steps = int(lengths.sum())
     rank_rollout = heads[:, 0]
-    wait = float(rank_rollout.max() - rollout_s)  # this rank's time waiting for the slowest
+    # This rank's time waiting for the slowest, at the collective and, before it, for work from its node.
+    wait = float(rank_rollout.max() - rollout_s)
     # Rank 0 gets every rank's split (rollout, wait, communication, update) for metrics.h5.
-    mine = np.array([rollout_s, wait, max(comm_s - wait, 0.0), update_s])
+    mine = np.array([rollout_s - idle_s, wait + idle_s, max(comm_s - wait, 0.0), update_s])
     rank_times = comm.gather_to_root(mine)
     means = rank_times.mean(axis=0) if rank_times is not None else mine
     new_state = TrainState(
@@ -248,6 +265,7 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
         "update_s": float(means[3]),
         "steps_per_s": (steps + float(evals[:, 3].sum())) / gen_s,
         "ranks": comm.size,
+        "handovers": int(heads[:, 6].sum()),
         "rank_times": rank_times,
     }
     return new_state, row, int(heads[:, 2].max())

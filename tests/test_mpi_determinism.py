@@ -30,6 +30,8 @@ def test_theta_is_bit_identical_on_1_2_and_3_ranks(tmp_path):
         for col in ("return_mean", "return_max", "timesteps", "eval_return", "episode_cap"):
             assert np.array_equal(a[col][...], b[col][...], equal_nan=True), col
         assert list(b["ranks"][...]) == [3, 3, 3]
+        # episodes handed between ranks are counted (how many depends on timing); one rank hands none
+        assert list(a["handovers"][...]) == [0, 0, 0] and (b["handovers"][...] >= 0).all()
         # HalfCheetah never terminates, so every episode hits the adaptive cap and it grows by 1.5 each time
         assert list(a["episode_cap"][...]) == [40, 60, 90]
     with h5py.File(runs[1] / "checkpoint.h5") as a, h5py.File(runs[2] / "checkpoint.h5") as b:

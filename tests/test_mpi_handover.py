@@ -1,0 +1,70 @@
+"""Episodes handed between real MPI ranks of a node: none lost, none run twice, results unchanged."""
+
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT, mpiexec
+
+pytestmark = pytest.mark.mpi
+
+SCRIPT = """
+import sys
+from dataclasses import replace
+
+import gymnasium as gym
+import numpy as np
+
+sys.path.insert(0, "tests")
+from test_batched import job_policy, reference, specs, to_spec
+
+from es_mpi import handover
+from es_mpi.batched import BatchedRunner
+from es_mpi.mpi import get_comm
+from es_mpi.rollout import run_one_by_one
+
+comm = get_comm()
+env_id = "Hopper-v5"
+kwargs = {"terminate_when_unhealthy": False}
+policy = job_policy(env_id, kwargs)
+args = [a[:4] + (False,) for a in specs(policy, 6, seed=4)]
+caps = [200, 180, 160, 140, 120, 100]
+market = comm.market(handover.record_dtype(gym.make(env_id, **kwargs).unwrapped, policy.obs_dim, policy.act_dim))
+for g in range(3):  # the two boards alternate and are cleared in turn
+    market.begin(g)
+    makers = [lambda c=c, a=a, t=t: replace(to_spec(c, *a), task=t) for t, (c, a) in enumerate(zip(caps, args))]
+    exchange = handover.Exchange(market, lambda task: makers[task]())
+    comm.barrier()
+    if comm.rank == 0:  # every task starts here, six in a batch; the other ranks start with none
+        taken = []
+
+        def lazily():
+            for m in makers:
+                taken.append(m)
+                yield m()
+
+        got = BatchedRunner(env_id, kwargs, policy, 8).run(lazily(), None, None,
+                                                           limit=lambda: len(caps) - len(taken), exchange=exchange)
+    else:
+        got = run_one_by_one(gym.make(env_id, **kwargs).unwrapped, policy, [], None, None, exchange=exchange)
+    mine = np.array([[e.task, e.ret, e.length, comm.rank] for e in got], np.float64).ravel()
+    rows = np.concatenate(comm.gather_blocks(mine)).reshape(-1, 4)
+    given = np.concatenate(comm.gather_blocks(np.array([exchange.given], np.float64)))
+    if comm.rank == 0:
+        rows = rows[np.argsort(rows[:, 0])]
+        assert rows[:, 0].tolist() == list(range(len(caps))), rows[:, 0]
+        expected = [reference(env_id, kwargs, policy, [a], None, None, c)[0] for c, a in zip(caps, args)]
+        assert rows[:, 1].tolist() == [e.ret for e in expected] and rows[:, 2].tolist() == caps
+        moved = int((rows[:, 3] != 0).sum())
+        assert moved == given.sum() >= 1 and given[1:].sum() == 0, (moved, given)
+        print("generation", g, "moved", moved)
+"""
+
+
+def test_episodes_move_between_ranks_of_a_node(tmp_path):
+    script = tmp_path / "handover.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("moved") == 3, proc.stdout
