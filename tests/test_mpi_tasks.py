@@ -16,7 +16,17 @@ from es_mpi.mpi import get_comm
 comm = get_comm()
 for g in range(6):  # several generations: the two counters alternate and are reset in turn
     total = 5 + 7 * g
+    # Before any task is taken a rank's share is its part of the counter's tasks plus its own first one
+    # (global counter); once every task is out it is 0.
+    share = comm.fair_share(g, total)
+    comm.barrier()
+    counted = total - (comm.size if comm.counter == "global" else 0)
+    sharers = comm.size if comm.counter == "global" else comm.node_size
+    assert share() == -(-counted // sharers) + (comm.counter == "global"), (g, share())
+    comm.barrier()
     mine = np.array(list(comm.tasks(g, total)), dtype=np.float64)
+    comm.barrier()
+    assert share() == 0
     every = np.concatenate(comm.gather_blocks(mine))
     assert sorted(every.tolist()) == list(range(total)), (g, sorted(every.tolist()))
     static = np.array(list(comm.tasks(g, total, dynamic=False)), dtype=np.float64)
