@@ -472,10 +472,10 @@ class BatchedRunner:
                 if exchange is not None and ids.size > 1 and exchange.wanted():
                     # Under dynamic assignment the counter tells whether tasks are left before a slot frees.
                     exhausted |= limit is not None and limit() == 0
-                if exchange is not None and exhausted and ids.size > 1 and exchange.wanted():
-                    ids = give_away(ids)
-                    lockstep += 1
-                    continue  # one episode may be left: hand it to the gymnasium env above
+                    if exhausted:
+                        ids = give_away(ids)
+                        lockstep += 1
+                        continue  # one episode may be left: hand it to the gymnasium env above
             lockstep += 1
             for k in ids[noisy[ids] & (steps[ids] % NOISE_BLOCK == 0)].tolist():
                 spec = taken_specs[owner[k]]
