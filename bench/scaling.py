@@ -68,10 +68,11 @@ PAIR_ROW = 6  # result floats per pair when the unit of work is a pair (kind, in
 STAT_WIDTH = 2 + 2 * OBS_DIM  # one observation-statistics row: index, count, sums, sums of squares
 STATIC_PAIRS = "static pairs"
 TODAY = "node-dynamic episodes (one node; ES_MPI_TASK_COUNTER=node)"
-CLUSTER = "cluster-wide dynamic episodes (default across nodes)"
+CLUSTER = "cluster-wide dynamic episodes, one at a time (ES_MPI_SLOTS=1)"
+HANDOVER = "cluster-wide dynamic + node hand-over (default across nodes)"
 # (name, simulation mode, unit of work); the update is the node-split one in every variant.
 VARIANTS = ((STATIC_PAIRS, "static-pairs", "pair"), (TODAY, "node-dynamic", "episode"),
-            (CLUSTER, "dynamic", "episode"))
+            (CLUSTER, "dynamic", "episode"), (HANDOVER, "handover", "episode"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -330,7 +331,9 @@ def makespans(episodes: np.ndarray, p: int, reps: int, mode: str, rng: np.random
     `node-dynamic`: tasks are the evaluation episodes then episode 2j+side of every pair; a node owns the
     tasks of `task_nodes` and its ranks take the next one, in task order, when free (`MpiComm.tasks` with
     its node-shared counter); `dynamic`: the same task list, the next task to the first free rank anywhere
-    in the cluster."""
+    in the cluster; `handover`: the node's tasks as in `node-dynamic` (at 1,440 ranks the default starts
+    them all at once: 7 per rank), shared by its ranks as ideal processor sharing with free migration
+    (`shared_makespan`), an idealisation of lockstep slots plus the hand-over of episodes in flight."""
     out = np.empty(reps)
     ranks = min(NODE_RANKS, p)
     node = task_nodes(p, pairs)
@@ -346,9 +349,20 @@ def makespans(episodes: np.ndarray, p: int, reps: int, mode: str, rng: np.random
         tasks = np.concatenate([evals, drawn.ravel()])
         if mode == "dynamic":
             out[r] = list_schedule(tasks, p)
+        elif mode == "handover":
+            out[r] = max(shared_makespan(part, ranks) for part in np.split(tasks[order], cuts))
         else:
             out[r] = max(list_schedule(part, ranks) for part in np.split(tasks[order], cuts))
     return out
+
+
+def shared_makespan(units: np.ndarray, cores: int) -> float:
+    """Makespan of `units` all started at once on `cores` cores shared equally among the unfinished ones,
+    none faster than one core: with m unfinished each runs at min(1, cores / m), so they finish shortest
+    first, and the last ones, fewer than the cores, run alone at full speed."""
+    w = np.sort(units)
+    active = np.arange(w.size, 0, -1)
+    return float(np.sum(np.diff(w, prepend=0.0) / np.minimum(1.0, cores / active)))
 
 
 def list_schedule(units: np.ndarray, workers: int) -> float:
@@ -395,7 +409,8 @@ def project(scenario: dict, gather: dict, update: dict, reps: int, rng: np.rando
             wait = max(makespan - work - evalw, 0.0)
             latency, payload = comm_time(p, fit, gathered_bytes(p, unit, pairs))
             units = (EVAL_EPISODES + (pairs if unit == "pair" else 2 * pairs)) / p
-            grab = {"dynamic": gather["grab"]["median_s"], "node-dynamic": NODE_GRAB_LATENCY_S}.get(mode, 0.0)
+            grab = {"dynamic": gather["grab"]["median_s"], "handover": gather["grab"]["median_s"],
+                    "node-dynamic": NODE_GRAB_LATENCY_S}.get(mode, 0.0)
             dispatch = units * grab
             comm = latency + payload + dispatch
             total = work + evalw + wait + comm + upd
@@ -451,6 +466,8 @@ def markdown(res: dict) -> str:
     verdict = "\n".join(
         f"- {name}: E(1,440) = " + ", ".join(f"{at[name][v]['E']:.1%} {v}" for v, _, _ in VARIANTS) + "."
         for name in sc)
+    reprojected = (f"The model was recomputed from these measurements on {m['reprojected']} (`--reproject`). "
+                   if m.get("reprojected") else "")
     return f"""## Scaling to a paper-scale Humanoid run
 
 `python bench/scaling.py` (`--quick` for a 2-minute version) measures what one machine can and projects
@@ -459,7 +476,7 @@ generation, 256x256 MLP, {u['dim']:,} parameters) at 18, 144, 720 and 1,440 rank
 {m['date']}, {m['machine']}, {m['cpus']} cores, Python {m['python']}, numpy {m['numpy']}, {m['mpi']}, mode
 `{m['mode']}`; load average (1, 5, 15 min) at start {m['loadavg_start']} and end {m['loadavg_end']}: other
 jobs shared the machine, which inflates every measured wall time, the oversubscribed collectives most.
-Raw numbers: `bench/out/scaling.json`.
+{reprojected}Raw numbers: `bench/out/scaling.json`.
 
 ### Model
 
@@ -480,7 +497,15 @@ E(p) = T_work / T(p):
     within a node, ranks take the node's next task from a node-shared atomic counter when free
     (`MpiComm.tasks`);
   - `{CLUSTER}`: one counter on rank 0 for the whole cluster; the same task list,
-    the next task to the first free rank anywhere in the cluster.
+    the next task to the first free rank anywhere in the cluster, one episode in flight per rank;
+  - `{HANDOVER}`: what es-mpi does by default: a rank holds up to 8 episodes in
+    lockstep and at most its share of the tasks left (at 1,440 ranks, 7: every task starts at once), and
+    a rank that runs out of work takes over episodes in flight from its node-mates. Modelled as each node's
+    tasks (as in `{TODAY}`, no balancing across nodes) started together on its 18 cores,
+    shared equally among the unfinished episodes with none faster than one core (ideal processor sharing
+    with free migration: the last episodes, fewer than the cores, run alone). Idealised: real hand-overs
+    move whole episodes at poll points (every 8 steps), and Humanoid's lockstep batch steps no faster
+    than one episode at a time (bench/batched.py), which the model assumes.
 - T_comm = allgather latency a + b log2(p) fitted below + gathered bytes / 10 Gb/s (assumed network, bytes
   counted once per node) + one grab per task, not overlapped: {g['grab']['median_s'] * 1e3:.2f} ms
   cluster-wide (measured below: a fetch-and-add on rank 0's counter while rank 0 runs Humanoid episodes),
@@ -567,29 +592,33 @@ def conclusion(res: dict) -> str:
         hit = [r["pairs"] for r in res["pairs_sweep"][name] if r["E"] >= 0.9]
         return f"{hit[0]:,}" if hit else f"more than {SWEEP_PAIRS[-1]:,}"
 
-    early = row("early", CLUSTER)
+    early = row("early", HANDOVER)
     gb = PAIRS * res["update"]["dim"] * 4 / 1e9
-    met = [name for name in ("late-proxy", "late-mixed") if row(name, CLUSTER)["E"] >= 0.9]
+    met = [name for name in ("late-proxy", "late-mixed") if row(name, HANDOVER)["E"] >= 0.9]
     verdict_90 = {0: "not met", 1: f"met only in {met[0] if met else ''}", 2: "met in both late scenarios"}[len(met)]
     return (
         f"At 1,440 ranks a rank runs about {TASKS / 1440:.1f} episodes per generation. Late in training, es-mpi's "
-        "default across nodes (cluster-wide dynamic episodes: one counter on rank 0, served while rank 0 polls "
-        f"MPI every 8 env steps) reaches E = {e('late-proxy', CLUSTER)} / {e('late-mixed', CLUSTER)} "
-        f"(late-proxy / late-mixed; {e('late-proxy', CLUSTER, 'E_no_comm')} / "
-        f"{e('late-mixed', CLUSTER, 'E_no_comm')} without the oversubscribed T_comm upper bound), against "
+        "default across nodes (cluster-wide counter, lockstep slots and the node hand-over of episodes in "
+        f"flight) reaches E = {e('late-proxy', HANDOVER)} / {e('late-mixed', HANDOVER)} "
+        f"(late-proxy / late-mixed; {e('late-proxy', HANDOVER, 'E_no_comm')} / "
+        f"{e('late-mixed', HANDOVER, 'E_no_comm')} without the oversubscribed T_comm upper bound) in this "
+        "idealised model, against "
+        f"{e('late-proxy', CLUSTER)} / {e('late-mixed', CLUSTER)} for one episode at a time per rank, "
         f"{e('late-proxy', STATIC_PAIRS)} / {e('late-mixed', STATIC_PAIRS)} for static pairs and "
-        f"{e('late-proxy', TODAY)} / {e('late-mixed', TODAY)} for node-only dynamic assignment. The largest loss "
-        f"is the straggler tail (T_wait = {share('late-proxy', CLUSTER, 'T_wait_s')} / "
-        f"{share('late-mixed', CLUSTER, 'T_wait_s')} of T(p)): about one episode, whoever hands out the work, "
-        "because an episode cannot be split or moved once started. With the paper's 5,000 pairs the 90% target "
+        f"{e('late-proxy', TODAY)} / {e('late-mixed', TODAY)} for node-only dynamic assignment. One episode at "
+        "a time, the straggler tail costs about one episode, whoever hands out the work "
+        f"(T_wait = {share('late-proxy', CLUSTER, 'T_wait_s')} / {share('late-mixed', CLUSTER, 'T_wait_s')} "
+        "of T(p)); with every episode started at once and moved to idle cores of its node, what remains is "
+        f"the spread of work between nodes (T_wait = {share('late-proxy', HANDOVER, 'T_wait_s')} / "
+        f"{share('late-mixed', HANDOVER, 'T_wait_s')}). With the paper's 5,000 pairs the 90% target "
         f"at 1,440 ranks is {verdict_90} by this model; the pairs sweep above shows the pairs per generation "
         f"that reach it: {pairs_for_90('late-proxy')} / {pairs_for_90('late-mixed')} (late-proxy / "
-        f"late-mixed). T_comm is {share('late-proxy', CLUSTER, 'T_comm_s')} (an upper bound) and T_update "
-        f"{share('late-proxy', CLUSTER, 'T_update_s')}. Early in training no scheduling helps: "
+        f"late-mixed). T_comm is {share('late-proxy', HANDOVER, 'T_comm_s')} (an upper bound) and T_update "
+        f"{share('late-proxy', HANDOVER, 'T_update_s')}. Early in training no scheduling helps: "
         f"{early['T_work_s'] * 1e3:.0f} ms of work per generation meets a {early['comm_latency_s'] * 1e3:.0f} ms "
         "collective (an upper bound, fitted on an oversubscribed 2-core machine and extrapolated from 32 to "
-        f"1,440 ranks) and a {early['T_update_s'] * 1e3:.0f} ms update, so E is {e('early', CLUSTER)} "
-        f"({e('early', CLUSTER, 'E_no_comm')} without T_comm). Whatever the code, the update reads {PAIRS:,} "
+        f"1,440 ranks) and a {early['T_update_s'] * 1e3:.0f} ms update, so E is {e('early', HANDOVER)} "
+        f"({e('early', HANDOVER, 'E_no_comm')} without T_comm). Whatever the code, the update reads {PAIRS:,} "
         f"noise slices of {res['update']['dim']:,} float32 per node ({gb:.1f} GB): at an assumed "
         f"{NODE_MEMORY_BPS / 1e9:.0f} GB/s per node that is at least {gb * 1e9 / NODE_MEMORY_BPS * 1e3:.0f} ms, "
         "so the 5% target for the update holds late in training and cannot hold this early. Not modelled: "
@@ -600,26 +629,9 @@ def conclusion(res: dict) -> str:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repeats and episodes (about 2 minutes)")
-    ap.add_argument("--out", default=None, help="default bench/out/scaling.json (scaling-quick.json with --quick)")
-    ap.add_argument("--markdown", default=None, help="default bench/out/README-scaling-section.md "
-                    "(bench/out/scaling-section-quick.md with --quick)")
-    ap.add_argument("--gather-worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--grab-worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--seconds", type=float, default=8.0, help=argparse.SUPPRESS)
-    ap.add_argument("--repeats", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--warmup", type=int, default=10, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.gather_worker:
-        gather_worker(args.repeats, args.warmup)
-        return
-    if args.grab_worker:
-        grab_worker(args.seconds)
-        return
-
-    quick = args.quick
+def measure(quick: bool) -> tuple:
+    """Everything this machine measures: (meta, config, collective and grab, update, early and late
+    episodes, the late-mixed fraction, start time)."""
     cfg = {"gather_repeats": 40 if quick else 200, "update_repeats": 2 if quick else 5,
            "early_pairs": 40 if quick else 150, "late_pairs": 3 if quick else 16, "mc_reps": 50 if quick else 200,
            "noise_entries": 20_000_000 if quick else 50_000_000}
@@ -652,10 +664,44 @@ def main() -> None:
     print(f"  late-proxy: {late['pairs']} pairs, mean length {late['episode_len_mean']:.0f}, "
           f"pair {late['pair_s_mean'] * 1e3:.0f} ms", flush=True)
     del noise
+    return meta, cfg, gather, update, early, late, mixed_full_fraction, t_start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and episodes (about 2 minutes)")
+    ap.add_argument("--out", default=None, help="default bench/out/scaling.json (scaling-quick.json with --quick)")
+    ap.add_argument("--markdown", default=None, help="default bench/out/README-scaling-section.md "
+                    "(bench/out/scaling-section-quick.md with --quick)")
+    ap.add_argument("--reproject", metavar="JSON", default=None, help="recompute the model from the measurements "
+                    "saved in JSON (an earlier run's output) instead of measuring; the date stays the measurements'")
+    ap.add_argument("--gather-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--grab-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, default=8.0, help=argparse.SUPPRESS)
+    ap.add_argument("--repeats", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--warmup", type=int, default=10, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.gather_worker:
+        gather_worker(args.repeats, args.warmup)
+        return
+    if args.grab_worker:
+        grab_worker(args.seconds)
+        return
+
+    if args.reproject:
+        saved = json.loads(Path(args.reproject).read_text())
+        meta, gather, update = saved["meta"], saved["gather"], saved["update"]
+        early, late, cfg = saved["scenarios"]["early"], saved["scenarios"]["late-proxy"], meta["config"]
+        quick, mixed_full_fraction = meta["mode"] == "quick", saved["mixed_full_fraction"]
+        meta["reprojected"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        t_start = time.perf_counter() - meta["wall_s"]
+    else:
+        quick = args.quick
+        meta, cfg, gather, update, early, late, mixed_full_fraction, t_start = measure(quick)
     rng = np.random.default_rng(0)
     scenarios = {"early": early, "late-proxy": late, "late-mixed": mixed_late(late, 400, mixed_full_fraction, rng)}
     projection = {name: project(s, gather, update, cfg["mc_reps"], rng) for name, s in scenarios.items()}
-    default = next(v for v in VARIANTS if v[0] == CLUSTER)
+    default = next(v for v in VARIANTS if v[0] == HANDOVER)
     sweep = {name: [project(s, gather, update, cfg["mc_reps"], rng, n, (1440,), (default,))[0] for n in SWEEP_PAIRS]
              for name, s in scenarios.items()}
 
@@ -675,8 +721,9 @@ def main() -> None:
         "gather": gather, "update": update, "scenarios": scenarios, "projection": projection,
         "pairs_sweep": sweep}
     res["conclusion"] = conclusion(res)
-    res["meta"]["wall_s"] = time.perf_counter() - t_start
-    res["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    res["meta"]["wall_s"] = meta.get("wall_s", time.perf_counter() - t_start)
+    if not args.reproject:
+        res["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
 
     fit = gather["fit"]["realistic"]
     print(f"\nallgather fit: {fit['a_s'] * 1e3:.3f} ms + {fit['b_s_per_log2p'] * 1e3:.3f} ms * log2(p), "
