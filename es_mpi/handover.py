@@ -24,15 +24,11 @@ from .rollout import NOISE_BLOCK, Episode, EpisodeSpec, finish_episode
 _WORD = (1 << 64) - 1
 
 
-def _sizes(env) -> tuple[int, int]:
-    import mujoco
-
-    return mujoco.mj_stateSize(env.model, mujoco.mjtState.mjSTATE_INTEGRATION), env.model.nbody
-
-
 def record_dtype(env, obs_dim: int, act_dim: int) -> np.dtype:
     """The record of one episode of `env` (a MuJoCo gymnasium env, unwrapped)."""
-    nstate, nbody = _sizes(env)
+    import mujoco
+
+    nstate, nbody = mujoco.mj_stateSize(env.model, mujoco.mjtState.mjSTATE_INTEGRATION), env.model.nbody
     return np.dtype([
         ("task", np.int64), ("steps", np.int64), ("total", np.float64),
         ("rng", np.uint64, 4), ("has_uint32", np.int64), ("uinteger", np.uint64),

@@ -312,6 +312,7 @@ class NodeMarket:
         at once, with nothing being delivered. Only a busy rank gives, so none can give after that."""
         self._op(self.base + 1 + self.me, self.WAITING, self.MPI.REPLACE)
         self._op(self.base, 1, self.MPI.SUM)
+        pause = _POLL_S
         while True:
             word = self._words()[self.me]
             if word == self.DELIVERED:
@@ -324,7 +325,10 @@ class NodeMarket:
                 return None
             if poll is not None:
                 poll()
-            time.sleep(_POLL_S)
+            # Back off to 1 ms: a waiting rank's checks would otherwise take CPU from ranks still working on
+            # shared cores, and an episode handed over runs for far longer than the delay.
+            time.sleep(pause)
+            pause = min(2 * pause, 1e-3)
 
 
 def check_task_counter_env() -> None:
