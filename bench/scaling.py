@@ -633,7 +633,7 @@ def measure(quick: bool) -> tuple:
     """Everything this machine measures: (meta, config, collective and grab, update, early and late
     episodes, the late-mixed fraction, start time)."""
     cfg = {"gather_repeats": 40 if quick else 200, "update_repeats": 2 if quick else 5,
-           "early_pairs": 40 if quick else 150, "late_pairs": 3 if quick else 16, "mc_reps": 50 if quick else 200,
+           "early_pairs": 40 if quick else 150, "late_pairs": 3 if quick else 40, "mc_reps": 50 if quick else 200,
            "noise_entries": 20_000_000 if quick else 50_000_000}
     mixed_full_fraction = 0.6
     from mpi4py import MPI
