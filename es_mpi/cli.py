@@ -59,12 +59,12 @@ def _startup(args) -> tuple[dict, dict]:
 
     from .config import ConfigError, load_job
     from .envs import make_env
-    from .mpi import check_task_counter_env
+    from .mpi import check_mpi_env
     from .policy import make_policy
     from .runs import default_run_dir, open_run
     from .trainer import initial_state
 
-    check_task_counter_env()
+    check_mpi_env()
     job = load_job(args.job, args.overrides)
     env, limit = make_env(job.env, args.job)
     policy = make_policy(job.policy, env, source=args.job)

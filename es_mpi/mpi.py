@@ -22,6 +22,10 @@ _POLL_S = 1e-4
 # Unset: 'node' when all ranks share a node, else 'global'.
 COUNTER_VAR = "ES_MPI_TASK_COUNTER"
 COUNTER_MODES = ("node", "global")
+# Ranks per node as es-mpi sees it: each machine's ranks split into groups of this many consecutive ranks,
+# each group with its own shared memory, counter and hand-over board. Unset: one node per machine. It lets
+# the multi-node paths run (and be tested) on one machine.
+NODE_RANKS_VAR = "ES_MPI_NODE_RANKS"
 
 
 class LocalComm:
@@ -93,7 +97,9 @@ class MpiComm(LocalComm):
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self.node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        machine = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        group = node_ranks()
+        self.node = machine.Split(machine.Get_rank() // group, machine.Get_rank()) if group else machine
         self.node_rank = self.node.Get_rank()
         self.node_size = self.node.Get_size()
         # node_of[r]: the world rank leading rank r's node, the same list on every rank.
@@ -331,13 +337,23 @@ class NodeMarket:
             pause = min(2 * pause, 1e-3)
 
 
-def check_task_counter_env() -> None:
-    """Refuse a misspelt $ES_MPI_TASK_COUNTER (bad input: exit 2 before any training)."""
+def check_mpi_env() -> None:
+    """Refuse a misspelt $ES_MPI_TASK_COUNTER or $ES_MPI_NODE_RANKS (bad input: exit 2 before any training)."""
     from .config import ConfigError
 
     asked = os.environ.get(COUNTER_VAR, "")
     if asked and asked not in COUNTER_MODES:
         raise ConfigError(f"{COUNTER_VAR}={asked!r}: use 'node' or 'global', or leave it unset")
+    group = os.environ.get(NODE_RANKS_VAR, "")
+    if group and (not group.isdigit() or int(group) < 1):
+        raise ConfigError(f"{NODE_RANKS_VAR}={group!r}: give a whole number >= 1 of ranks per node, or leave it "
+                          "unset (one node per machine)")
+
+
+def node_ranks() -> int:
+    """$ES_MPI_NODE_RANKS (the CLI refuses bad values before start-up), 0 when unset."""
+    group = os.environ.get(NODE_RANKS_VAR, "")
+    return int(group) if group.isdigit() else 0
 
 
 def task_counter_mode(nodes: int) -> str:

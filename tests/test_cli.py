@@ -65,7 +65,8 @@ def test_resume_must_without_checkpoint_exits_2(tmp_path):
     assert_clean_refusal(run_cli(["train", path, "--run-dir", tmp_path / "run", "--resume", "must"]), "checkpoint")
 
 
-@pytest.mark.parametrize("var, value", [("ES_MPI_TASK_COUNTER", "cluster"), ("ES_MPI_SLOTS", "many")])
+@pytest.mark.parametrize("var, value", [("ES_MPI_TASK_COUNTER", "cluster"), ("ES_MPI_SLOTS", "many"),
+                                        ("ES_MPI_NODE_RANKS", "0")])
 def test_bad_tuning_variable_exits_2(tmp_path, var, value):
     path = write_job(tmp_path / "j.yaml", tiny_job(run={"generations": 1}))
     proc = run_cli(["train", path, "--run-dir", tmp_path / "r"], env={var: value})
