@@ -108,14 +108,14 @@ class MpiComm(LocalComm):
         self.node.Bcast(leader, root=0)
         comm.Allgather(leader, self.node_of)
         self._windows = []
+        self._locked = []  # windows open for passive-target atomics (Lock_all) until the exit hook
+        self._first_pending = False  # this rank's fixed first task (global counter) not yet taken
         # Two counters used alternately by successive generations: their owner resets the next
         # generation's counter while the other is in use, so no extra synchronisation is needed.
-        self._first_pending = False  # this rank's fixed first task (global counter) not yet taken
-        self._locked = []  # windows open for passive-target atomics (Lock_all) until the exit hook
         self.counter = task_counter_mode(len(set(self.node_of.tolist())))
         if self.counter == "node":
-            self.node_array(2, np.int64)
-            self._counter_win, self._counter_owner, self._counter_host = self._windows[-1], 0, self.node_rank == 0
+            _, win = self._shared_window(2, np.int64)
+            self._counter_win, self._counter_owner, self._counter_host = win, 0, self.node_rank == 0
         else:
             # Cross-node: rank 0 holds the counter; MPICH serves remote atomics only while the target is in
             # MPI, so rank 0 polls (progress_hook) during its episodes.
@@ -125,9 +125,20 @@ class MpiComm(LocalComm):
             comm.Barrier()
             self._windows.append(win)
             self._counter_win, self._counter_owner, self._counter_host = win, 0, self.rank == 0
-        self._counter_win.Lock_all()
-        self._locked.append(self._counter_win)
+            self._open_for_atomics(win)
         atexit.register(self._free_windows)
+
+    def _open_for_atomics(self, win) -> None:
+        """Start a passive-target epoch on `win` (MPI atomics and Win.Sync need one) until the exit hook."""
+        win.Lock_all()
+        self._locked.append(win)
+
+    def _shared_window(self, size: int, dtype: Any) -> tuple[np.ndarray, Any]:
+        """A zeroed node-shared array and its window, open for atomics: counters and boards."""
+        arr = self.node_array(size, dtype)
+        win = self._windows[-1]
+        self._open_for_atomics(win)
+        return arr, win
 
     def _free_windows(self) -> None:
         """Close the RMA windows before mpi4py finalizes MPI (its own exit hook, registered earlier, runs
@@ -240,10 +251,7 @@ class MpiComm(LocalComm):
         return share
 
     def _fetch_add(self, slot: int, value: int, op) -> int:
-        result = np.empty(1, np.int64)
-        self._counter_win.Fetch_and_op(np.array([value], np.int64), result, self._counter_owner, slot, op)
-        self._counter_win.Flush(self._counter_owner)
-        return int(result[0])
+        return fetch_and_op(self._counter_win, self._counter_owner, slot, value, op)
 
     def market(self, dtype: np.dtype) -> NodeMarket | None:
         return NodeMarket(self, dtype) if self.node_size > 1 else None
@@ -266,13 +274,8 @@ class NodeMarket:
 
     def __init__(self, comm: MpiComm, dtype: np.dtype) -> None:
         self.MPI, self.me, self.n = comm.MPI, comm.node_rank, comm.node_size
-        self.mailbox = comm.node_array(self.n, dtype)
-        self.mailbox_win = comm._windows[-1]
-        self.board = comm.node_array(2 * (self.n + 1), np.int64)
-        self.win = comm._windows[-1]
-        for win in (self.mailbox_win, self.win):  # Win.Sync needs an access epoch
-            win.Lock_all()
-            comm._locked.append(win)
+        self.mailbox, self.mailbox_win = comm._shared_window(self.n, dtype)
+        self.board, self.win = comm._shared_window(2 * (self.n + 1), np.int64)
         self.base = 0
 
     def begin(self, generation: int) -> None:
@@ -283,10 +286,7 @@ class NodeMarket:
                 self._op((self.n + 1 - self.base) + i, 0, self.MPI.REPLACE)
 
     def _op(self, index: int, value: int, op) -> int:
-        result = np.empty(1, np.int64)
-        self.win.Fetch_and_op(np.array([value], np.int64), result, 0, index, op)
-        self.win.Flush(0)
-        return int(result[0])
+        return fetch_and_op(self.win, 0, index, value, op)
 
     def _claim(self, rank: int, expect: int, value: int) -> bool:
         result = np.empty(1, np.int64)
@@ -335,6 +335,14 @@ class NodeMarket:
             # shared cores, and an episode handed over runs for far longer than the delay.
             time.sleep(pause)
             pause = min(2 * pause, 1e-3)
+
+
+def fetch_and_op(win, target: int, index: int, value: int, op) -> int:
+    """One int64 atomic on `target`'s memory of `win` at `index`, completed before returning; the old value."""
+    result = np.empty(1, np.int64)
+    win.Fetch_and_op(np.array([value], np.int64), result, target, index, op)
+    win.Flush(target)
+    return int(result[0])
 
 
 def check_mpi_env() -> None:
