@@ -223,8 +223,7 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
     for row in all_stats[np.argsort(all_stats[:, 0], kind="stable")]:
         obs = obs.add(ObsStats.unpack(row[1:]))
 
-    cap = state.episode_cap
-    cap = next_episode_cap(job, cap, lengths, ctx.env_limit)
+    cap = next_episode_cap(job, state.episode_cap, lengths, ctx.env_limit)
     update_s = time.perf_counter() - t_update
 
     evals = all_rows[all_rows[:, 0] == EVAL]
