@@ -112,26 +112,33 @@ class MpiComm(LocalComm):
         self._first_pending = False  # this rank's fixed first task (global counter) not yet taken
         # Two counters used alternately by successive generations: their owner resets the next
         # generation's counter while the other is in use, so no extra synchronisation is needed.
-        self.counter = task_counter_mode(len(set(self.node_of.tolist())))
+        self.nodes = len(set(self.node_of.tolist()))
+        self.counter = task_counter_mode(self.nodes)
         if self.counter == "node":
             _, win = self._shared_window(2, np.int64)
             self._counter_win, self._counter_owner, self._counter_host = win, 0, self.node_rank == 0
         else:
             # Cross-node: rank 0 holds the counter; MPICH serves remote atomics only while the target is in
             # MPI, so rank 0 polls (progress_hook) during its episodes.
-            win = MPI.Win.Allocate(16 if self.rank == 0 else 0, 8, comm=comm)
-            if self.rank == 0:
-                np.frombuffer(win.tomemory(), dtype=np.int64)[:] = 0
-            comm.Barrier()
-            self._windows.append(win)
+            win = self.world_window(2 if self.rank == 0 else 0, 8)
             self._counter_win, self._counter_owner, self._counter_host = win, 0, self.rank == 0
-            self._open_for_atomics(win)
         atexit.register(self._free_windows)
 
     def _open_for_atomics(self, win) -> None:
         """Start a passive-target epoch on `win` (MPI atomics and Win.Sync need one) until the exit hook."""
         win.Lock_all()
         self._locked.append(win)
+
+    def world_window(self, words: int, unit: int) -> Any:
+        """A window over all ranks with `words` zeroed 8-byte words of this rank's own memory (addressed in
+        units of `unit` bytes), open for atomics: what remote ranks reach when no memory is shared."""
+        win = self.MPI.Win.Allocate(8 * words, unit, comm=self.comm)
+        if words:
+            np.frombuffer(win.tomemory(), dtype=np.int64)[:] = 0
+        self.comm.Barrier()
+        self._windows.append(win)
+        self._open_for_atomics(win)
+        return win
 
     def _shared_window(self, size: int, dtype: Any) -> tuple[np.ndarray, Any]:
         """A zeroed node-shared array and its window, open for atomics: counters and boards."""
@@ -227,7 +234,9 @@ class MpiComm(LocalComm):
             yield int(tasks[i])
 
     def progress_hook(self) -> Callable[[], None] | None:
-        return self.comm.Iprobe if self.counter == "global" and self.rank == 0 else None
+        """Rank 0 hosts the global counter and, across nodes, the hand-over board."""
+        hosts = self.counter == "global" or self.nodes > 1
+        return self.comm.Iprobe if hosts and self.rank == 0 else None
 
     def _counted_tasks(self, total: int) -> tuple[np.ndarray, int]:
         """The tasks this rank's counter hands out, and how many of them go out before the counter: the
@@ -254,6 +263,9 @@ class MpiComm(LocalComm):
         return fetch_and_op(self._counter_win, self._counter_owner, slot, value, op)
 
     def market(self, dtype: np.dtype) -> NodeMarket | None:
+        """Within one node, a market in node-shared memory; across several, one on rank 0."""
+        if self.nodes > 1:
+            return ClusterMarket(self, dtype)
         return NodeMarket(self, dtype) if self.node_size > 1 else None
 
     def abort(self, code: int) -> None:
@@ -266,9 +278,13 @@ class NodeMarket:
     """Node-shared memory over which a rank with several episodes in flight hands one to a rank of its
     node that has none (es_mpi.handover), so that a generation's last episodes do not share one core
     while others idle. Per generation one board (two, used alternately like the task counters, and
-    reset by the node's first rank while the other is in use): the number of ranks that ran out of
-    work, and a word per rank: 0 busy, 1 waiting, 2 claimed by a sender, 3 record delivered; plus one
-    record slot per rank. Every change of a word is an MPI atomic; reads are plain loads after Win.Sync."""
+    reset by the host, the node's first rank, while the other is in use): the number of ranks that ran
+    out of work, and a word per rank: 0 busy, 1 waiting, 2 claimed by a sender, 3 record delivered; plus
+    one record slot per rank. Every change of a word is an MPI atomic; reads are plain loads after
+    Win.Sync.
+
+    The generation ends for a rank when every rank waits and nothing is being delivered: only a busy rank
+    gives, and a rank that receives plays that one episode alone and gives nothing."""
 
     BUSY, WAITING, CLAIMED, DELIVERED = range(4)
 
@@ -279,7 +295,7 @@ class NodeMarket:
         self.base = 0
 
     def begin(self, generation: int) -> None:
-        """Use generation's board; the node's first rank clears the other one for the next generation."""
+        """Use generation's board; the host clears the other one for the next generation."""
         self.base = (generation % 2) * (self.n + 1)
         if self.me == 0:
             for i in range(self.n + 1):
@@ -299,35 +315,51 @@ class NodeMarket:
         self.win.Sync()
         return self.board[self.base + 1 : self.base + 1 + self.n]
 
+    def _idle(self) -> int:
+        """How many ranks wait (those claimed by a sender included)."""
+        self.win.Sync()
+        return int(self.board[self.base])
+
+    def _receivers(self) -> list[int]:
+        """The waiting ranks, in the order a sender tries them."""
+        return [r for r in np.flatnonzero(self._words() == self.WAITING).tolist() if r != self.me]
+
+    def _deliver(self, rank: int, fill: Callable[[np.void], None]) -> None:
+        fill(self.mailbox[rank])
+        self.mailbox_win.Sync()
+        self._op(self.base + 1 + rank, self.DELIVERED, self.MPI.REPLACE)
+
+    def _received(self) -> np.void | None:
+        """A copy of the record delivered to this rank, if one is."""
+        if self._words()[self.me] != self.DELIVERED:
+            return None
+        self.mailbox_win.Sync()
+        return self.mailbox[self.me].copy()
+
     def wanted(self) -> bool:
-        """Whether a rank of the node waits for work."""
+        """Whether a rank waits for work."""
         return bool((self._words() == self.WAITING).any())
 
     def give(self, fill: Callable[[np.void], None]) -> bool:
-        """Claim a waiting rank, `fill` its record slot and deliver it; False if none waits any more."""
-        for rank in np.flatnonzero(self._words() == self.WAITING).tolist():
-            if rank != self.me and self._claim(rank, self.WAITING, self.CLAIMED):
-                fill(self.mailbox[rank])
-                self.mailbox_win.Sync()
-                self._op(self.base + 1 + rank, self.DELIVERED, self.MPI.REPLACE)
+        """Claim a waiting rank, `fill` its record and deliver it; False if none waits any more."""
+        for rank in self._receivers():
+            if self._claim(rank, self.WAITING, self.CLAIMED):
+                self._deliver(rank, fill)
                 return True
         return False
 
     def take(self, poll: Callable[[], object] | None) -> np.void | None:
-        """Wait for a record (a copy) or for the node's end of the generation (None): every rank waiting
-        at once, with nothing being delivered. Only a busy rank gives, so none can give after that."""
+        """Wait for a record (a copy) or for the end of the generation (None)."""
         self._op(self.base + 1 + self.me, self.WAITING, self.MPI.REPLACE)
         self._op(self.base, 1, self.MPI.SUM)
         pause = _POLL_S
         while True:
-            word = self._words()[self.me]
-            if word == self.DELIVERED:
-                self.mailbox_win.Sync()
-                record = self.mailbox[self.me].copy()
+            record = self._received()
+            if record is not None:
                 self._op(self.base + 1 + self.me, self.BUSY, self.MPI.REPLACE)
                 self._op(self.base, -1, self.MPI.SUM)
                 return record
-            if self.board[self.base] == self.n and self._claim(self.me, self.WAITING, self.BUSY):
+            if self._idle() == self.n and self._claim(self.me, self.WAITING, self.BUSY):
                 return None
             if poll is not None:
                 poll()
@@ -335,6 +367,83 @@ class NodeMarket:
             # shared cores, and an episode handed over runs for far longer than the delay.
             time.sleep(pause)
             pause = min(2 * pause, 1e-3)
+
+
+class ClusterMarket(NodeMarket):
+    """The same hand-over across nodes, where no memory is shared: the board lives on world rank 0 (its
+    host) and is reached by MPI atomics; each rank's record slot and a delivery flag live in its own
+    memory, where a sender puts the record, then sets the flag, so that a waiting rank polls only local
+    memory. The number of waiting ranks, which busy ranks ask at every poll point near a generation's end,
+    is cached in node-shared memory and fetched from rank 0 at most every CACHE_S by whichever rank of the
+    node asks: rank 0 serves a few hundred fetches a second per node, not one per rank and poll. A sender
+    tries the ranks of its own node first."""
+
+    CACHE_S = 0.01  # for a busy rank's question; a waiting rank's question about the end: WAIT_CACHE_S
+    WAIT_CACHE_S = 0.001
+
+    def __init__(self, comm: MpiComm, dtype: np.dtype) -> None:
+        self.MPI, self.me, self.n, self.dtype = comm.MPI, comm.rank, comm.size, dtype
+        self.win = comm.world_window(2 * (self.n + 1) if self.me == 0 else 0, 8)
+        # byte 0: the delivery flag (int64), from byte 8: the record
+        self.slot_win = comm.world_window(1 + -(-dtype.itemsize // 8), 1)
+        self.slot = np.frombuffer(self.slot_win.tomemory(), np.uint8)
+        self.cache, self.cache_win = comm._shared_window(2, np.int64)  # (generation << 32 | idle, time in ns)
+        self.mates = np.flatnonzero(comm.node_of == comm.node_of[self.me])
+        self.progress = comm.comm.Iprobe
+        self.base, self.generation = 0, 0
+
+    def begin(self, generation: int) -> None:
+        self.generation = generation
+        super().begin(generation)
+
+    def _words(self) -> np.ndarray:
+        words = np.empty(self.n, np.int64)
+        self.win.Get_accumulate(np.empty(self.n, np.int64), words, 0, (self.base + 1, self.n, self.MPI.INT64_T),
+                                self.MPI.NO_OP)
+        self.win.Flush(0)
+        return words
+
+    def _idle(self, max_age: float = WAIT_CACHE_S, forget: bool = False) -> int:
+        """The cached count, refreshed from the host when older than `max_age` or from another generation;
+        `forget` records none (a sender found no one to claim: ask the host again only after CACHE_S)."""
+        now = time.monotonic_ns()
+        self.cache_win.Sync()
+        packed, stamp = int(self.cache[0]), int(self.cache[1])
+        if not forget and packed >> 32 == self.generation and now - stamp < max_age * 1e9:
+            return packed & 0xFFFFFFFF
+        idle = 0 if forget else self._op(self.base, 0, self.MPI.SUM)
+        self.cache[0], self.cache[1] = self.generation << 32 | idle, now
+        self.cache_win.Sync()
+        return idle
+
+    def _receivers(self) -> list[int]:
+        waiting = self._words() == self.WAITING
+        waiting[self.me] = False
+        mates = [r for r in self.mates.tolist() if waiting[r]]
+        others = np.roll(np.flatnonzero(waiting), -self.me)  # senders start at different ranks
+        receivers = mates + [r for r in others.tolist() if r not in set(mates)]
+        if not receivers:
+            self._idle(forget=True)
+        return receivers
+
+    def _deliver(self, rank: int, fill: Callable[[np.void], None]) -> None:
+        record = np.zeros(1, self.dtype)
+        fill(record[0])
+        self.slot_win.Put([record.view(np.uint8), self.MPI.BYTE], rank, (8, self.dtype.itemsize, self.MPI.BYTE))
+        self.slot_win.Flush(rank)
+        fetch_and_op(self.slot_win, rank, 0, 1, self.MPI.REPLACE)
+
+    def _received(self) -> np.void | None:
+        self.progress()  # remote puts and atomics into this rank's memory may need it inside MPI
+        self.slot_win.Sync()
+        if self.slot[:8].view(np.int64)[0] == 0:
+            return None
+        record = self.slot[8 : 8 + self.dtype.itemsize].copy().view(self.dtype)[0]
+        fetch_and_op(self.slot_win, self.me, 0, 0, self.MPI.REPLACE)
+        return record
+
+    def wanted(self) -> bool:
+        return self._idle(self.CACHE_S) > 0
 
 
 def fetch_and_op(win, target: int, index: int, value: int, op) -> int:

@@ -1,5 +1,7 @@
-"""Episodes handed between real MPI ranks of a node: none lost, none run twice, results unchanged."""
+"""Episodes handed between real MPI ranks, of a node or across nodes: none lost, none run twice, results
+unchanged."""
 
+import os
 import subprocess
 import sys
 
@@ -57,14 +59,23 @@ for g in range(3):  # the two boards alternate and are cleared in turn
         assert rows[:, 1].tolist() == [e.ret for e in expected] and rows[:, 2].tolist() == caps
         moved = int((rows[:, 3] != 0).sum())
         assert moved == given.sum() >= 1 and given[1:].sum() == 0, (moved, given)
-        print("generation", g, "moved", moved)
+        print("generation", g, "moved", moved, "to ranks", sorted(set(rows[rows[:, 3] != 0, 3].astype(int).tolist())),
+              type(market).__name__)
 """
 
 
-def test_episodes_move_between_ranks_of_a_node(tmp_path):
+@pytest.mark.parametrize(("node_ranks", "market"), [("", "NodeMarket"), ("1", "ClusterMarket"),
+                                                    ("2", "ClusterMarket")])
+def test_episodes_move_between_ranks(tmp_path, node_ranks, market):
+    """One node of three ranks; three nodes of one (every move crosses nodes); and nodes of two and one,
+    where rank 0's node-mate is asked first and rank 2, alone on its node, must still get work."""
     script = tmp_path / "handover.py"
     script.write_text(SCRIPT)
+    env = dict(os.environ, ES_MPI_NODE_RANKS=node_ranks)
     proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=180, cwd=ROOT)
+                          timeout=180, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("moved") == 3, proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if "moved" in line]
+    assert len(lines) == 3 and all(line.endswith(market) for line in lines), proc.stdout
+    if node_ranks != "":
+        assert any("2]" in line for line in lines), proc.stdout  # some episode crossed to the other node
