@@ -9,9 +9,10 @@ and projects the rest with a model whose every term is printed:
 2. the update at paper scale (centered ranks, `es_gradient` over 5,000 noise slices of the 159,505-parameter
    Humanoid 256x256 MLP, Adam), in full and on the 1/18 coordinate slice a node's ranks would each do;
 3. real Humanoid-v5 episode CPU times (perturbed initial parameters, as early in training; and a
-   late-training proxy of full 1,000-step episodes), from which a Monte-Carlo event simulation gives the
-   straggler wait under three assignments: static pairs (baseline), node-dynamic episodes (what es-mpi
-   does: `MpiComm.tasks`) and cluster-wide dynamic episodes (es-mpi's default across nodes).
+   late-training proxy of full 1,000-step episodes), from which Monte-Carlo simulations give the
+   straggler wait under four assignments: static pairs (baseline), node-dynamic episodes, cluster-wide
+   dynamic episodes one at a time, and es-mpi's default across nodes (cluster-wide dynamic episodes in
+   lockstep slots, handed over in flight to waiting ranks of any node), the last event by event.
 
 Model: T(p) = T_work + T_eval + T_wait + T_comm + T_update, T_work = N * mean pair time / p,
 E(p) = T_work / T(p).
@@ -29,6 +30,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import heapq  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -44,7 +46,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from es_mpi import seeds  # noqa: E402
+from es_mpi.batched import POLL_EVERY  # noqa: E402
 from es_mpi.gradient import es_gradient, weighted_noise_sum  # noqa: E402
+from es_mpi.mpi import ClusterMarket  # noqa: E402
 from es_mpi.noise import fill_noise, sample_offsets  # noqa: E402
 from es_mpi.obs_norm import ObsStats  # noqa: E402
 from es_mpi.optimizers import adam_step, init_state  # noqa: E402
@@ -63,13 +67,15 @@ GATHER_P = (2, 4, 8, 16, 32)
 BANDWIDTH_BPS = 10e9  # assumed network: 10 Gb/s per node
 NODE_MEMORY_BPS = 100e9  # assumed memory bandwidth of one node, for the update's floor
 NODE_GRAB_LATENCY_S = 1e-6  # assumed cost of one grab from a node-shared-memory counter
+SLOTS = 8  # lockstep simulations per rank, es-mpi's default (es_mpi.trainer.default_slots)
+EVENT_REPS_DIVISOR = 5  # the hand-over's event simulation is slower: a fifth of the repetitions
 TASKS = EVAL_EPISODES + 2 * PAIRS  # es-mpi's task list: evaluation episodes first, then episode 2j+side
 PAIR_ROW = 6  # result floats per pair when the unit of work is a pair (kind, index, 2 returns, 2 lengths)
 STAT_WIDTH = 2 + 2 * OBS_DIM  # one observation-statistics row: index, count, sums, sums of squares
 STATIC_PAIRS = "static pairs"
 TODAY = "node-dynamic episodes (one node; ES_MPI_TASK_COUNTER=node)"
 CLUSTER = "cluster-wide dynamic episodes, one at a time (ES_MPI_SLOTS=1)"
-HANDOVER = "cluster-wide dynamic + node hand-over (default across nodes)"
+HANDOVER = "cluster-wide dynamic + hand-over of episodes in flight (default across nodes)"
 # (name, simulation mode, unit of work); the update is the node-split one in every variant.
 VARIANTS = ((STATIC_PAIRS, "static-pairs", "pair"), (TODAY, "node-dynamic", "episode"),
             (CLUSTER, "dynamic", "episode"), (HANDOVER, "handover", "episode"))
@@ -323,7 +329,7 @@ def task_nodes(p: int, pairs: int = PAIRS) -> np.ndarray:
 
 
 def makespans(episodes: np.ndarray, p: int, reps: int, mode: str, rng: np.random.Generator,
-              pairs: int = PAIRS) -> np.ndarray:
+              pairs: int = PAIRS, costs: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Monte-Carlo generation makespans of `pairs` pairs drawn (with replacement) from measured (pairs, 2)
     episode times, plus EVAL_EPISODES evaluation episodes drawn from the same episode times.
 
@@ -331,9 +337,8 @@ def makespans(episodes: np.ndarray, p: int, reps: int, mode: str, rng: np.random
     `node-dynamic`: tasks are the evaluation episodes then episode 2j+side of every pair; a node owns the
     tasks of `task_nodes` and its ranks take the next one, in task order, when free (`MpiComm.tasks` with
     its node-shared counter); `dynamic`: the same task list, the next task to the first free rank anywhere
-    in the cluster; `handover`: the node's tasks as in `node-dynamic` (at 1,440 ranks the default starts
-    them all at once: 7 per rank), shared by its ranks as ideal processor sharing with free migration
-    (`shared_makespan`), an idealisation of lockstep slots plus the hand-over of episodes in flight."""
+    in the cluster; `handover`: es-mpi's default, event by event (`handover_makespan`, with `costs` =
+    (seconds per env step, seconds to move one episode))."""
     out = np.empty(reps)
     ranks = min(NODE_RANKS, p)
     node = task_nodes(p, pairs)
@@ -350,19 +355,85 @@ def makespans(episodes: np.ndarray, p: int, reps: int, mode: str, rng: np.random
         if mode == "dynamic":
             out[r] = list_schedule(tasks, p)
         elif mode == "handover":
-            out[r] = max(shared_makespan(part, ranks) for part in np.split(tasks[order], cuts))
+            out[r] = handover_makespan(tasks, p, *costs, rng)
         else:
             out[r] = max(list_schedule(part, ranks) for part in np.split(tasks[order], cuts))
     return out
 
 
-def shared_makespan(units: np.ndarray, cores: int) -> float:
-    """Makespan of `units` all started at once on `cores` cores shared equally among the unfinished ones,
-    none faster than one core: with m unfinished each runs at min(1, cores / m), so they finish shortest
-    first, and the last ones, fewer than the cores, run alone at full speed."""
-    w = np.sort(units)
-    active = np.arange(w.size, 0, -1)
-    return float(np.sum(np.diff(w, prepend=0.0) / np.minimum(1.0, cores / active)))
+def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, rng: np.random.Generator) -> float:
+    """Makespan of es-mpi's default, simulated event by event. A rank holds up to SLOTS episodes in
+    lockstep, each advancing at 1/k of a core with k in flight (Humanoid's batch steps no faster than
+    one episode at a time: bench/batched.py), and refills a free slot from the cluster-wide counter while
+    it holds fewer than its share of the tasks left (the first SLOTS * p tasks go out round-robin: at
+    1,440 ranks every task starts at once). A rank left with nothing waits; every rank holding two or more
+    episodes would give it its youngest at its next poll point (every POLL_EVERY lockstep steps: k *
+    POLL_EVERY * step_s apart, the phase uniform) after seeing the waiting count (cached up to
+    ClusterMarket.CACHE_S, the age uniform); the first to do so gives, and the episode arrives `move_s`
+    later, then runs alone at a full core. The generation ends when the last episode does, plus the
+    waiting ranks' check (WAIT_CACHE_S + BACKOFF_S). Each rank keeps a virtual clock advancing at 1/k;
+    an episode ends when its rank's clock reaches the episode's finish value."""
+    k = np.zeros(p, np.int64)
+    clock, synced = [0.0] * p, [0.0] * p
+    flight: list[list[tuple[float, float]]] = [[] for _ in range(p)]  # (finish, start) clock values per episode
+    version, events = [0] * p, []  # (time, 1, version, rank, 0): an episode ends; (time, 0, 0, to, from): a move
+    now, taken, end = 0.0, 0, 0.0
+
+    def sync(r: int) -> None:
+        clock[r] += (now - synced[r]) / max(k[r], 1)
+        synced[r] = now
+
+    def arm(r: int) -> None:
+        """(Re)schedule the end of rank r's next episode; older entries for r become stale."""
+        version[r] += 1
+        if flight[r]:
+            finish = min(f for f, _ in flight[r])
+            heapq.heappush(events, (now + (finish - clock[r]) * k[r], 1, version[r], r, 0))
+
+    def add(r: int, work: float, ran: float = 0.0) -> None:
+        flight[r].append((clock[r] + work, clock[r] - ran))
+        k[r] += 1
+
+    def wait(r: int) -> None:
+        givers = np.flatnonzero(k >= 2)
+        if givers.size:
+            delay = (rng.uniform(0, POLL_EVERY * k[givers] * step_s)
+                     + rng.uniform(0, ClusterMarket.CACHE_S, givers.size))
+            i = int(np.argmin(delay))
+            heapq.heappush(events, (now + delay[i] + move_s, 0, 0, r, int(givers[i])))
+
+    for i in range(min(tasks.size, SLOTS * p)):
+        add(i % p, tasks[i])
+        taken += 1
+    for r in range(p):
+        arm(r)
+    while events:
+        now, kind, ver, r, giver = heapq.heappop(events)
+        if kind == 1:
+            if ver != version[r]:
+                continue
+            sync(r)
+            flight[r].remove(min(flight[r]))
+            k[r] -= 1
+            end = now
+            while taken < tasks.size and k[r] < max(1, min(SLOTS, -(-(tasks.size - taken) // p))):
+                add(r, tasks[taken])
+                taken += 1
+            arm(r)
+            if k[r] == 0:
+                wait(r)
+        elif k[giver] >= 2:
+            sync(giver)
+            sync(r)
+            finish, start = max(flight[giver], key=lambda e: e[1])  # the youngest
+            flight[giver].remove((finish, start))
+            k[giver] -= 1
+            add(r, finish - clock[giver], clock[giver] - start)
+            arm(giver)
+            arm(r)
+        else:
+            wait(r)  # the giver ran out first: ask again
+    return end + ClusterMarket.WAIT_CACHE_S + ClusterMarket.BACKOFF_S
 
 
 def list_schedule(units: np.ndarray, workers: int) -> float:
@@ -371,6 +442,23 @@ def list_schedule(units: np.ndarray, workers: int) -> float:
     for u in units.tolist():
         heapq.heapreplace(heap, heap[0] + u)
     return max(heap)
+
+
+@functools.cache
+def record_bytes() -> int:
+    """Size of one Humanoid-v5 episode record handed between ranks (es_mpi.handover)."""
+    import gymnasium as gym
+
+    from es_mpi.handover import record_dtype
+
+    env = gym.make("Humanoid-v5").unwrapped
+    return record_dtype(env, env.observation_space.shape[0], env.action_space.shape[0]).itemsize
+
+
+def move_time(atomic_s: float) -> float:
+    """Seconds from a giver's decision to the record's arrival across nodes: claim, put and flush, set the
+    flag (three remote operations at `atomic_s` each), plus the record at the assumed bandwidth."""
+    return 3 * atomic_s + record_bytes() * 8 / BANDWIDTH_BPS
 
 
 def comm_time(p: int, fit: dict, gathered_bytes: float) -> tuple[float, float]:
@@ -405,7 +493,9 @@ def project(scenario: dict, gather: dict, update: dict, reps: int, rng: np.rando
         evalw = EVAL_EPISODES * float(episodes.mean()) / p
         crn = int(rng.integers(2**32))  # common random numbers: every variant schedules the same draws
         for name, mode, unit in variants:
-            makespan = float(makespans(episodes, p, reps, mode, np.random.default_rng(crn), pairs).mean())
+            n = max(1, reps // EVENT_REPS_DIVISOR) if mode == "handover" else reps
+            costs = (scenario["us_per_step"] * 1e-6, move_time(gather["grab"]["median_s"]))
+            makespan = float(makespans(episodes, p, n, mode, np.random.default_rng(crn), pairs, costs).mean())
             wait = max(makespan - work - evalw, 0.0)
             latency, payload = comm_time(p, fit, gathered_bytes(p, unit, pairs))
             units = (EVAL_EPISODES + (pairs if unit == "pair" else 2 * pairs)) / p
@@ -498,14 +588,18 @@ E(p) = T_work / T(p):
     (`MpiComm.tasks`);
   - `{CLUSTER}`: one counter on rank 0 for the whole cluster; the same task list,
     the next task to the first free rank anywhere in the cluster, one episode in flight per rank;
-  - `{HANDOVER}`: what es-mpi does by default: a rank holds up to 8 episodes in
-    lockstep and at most its share of the tasks left (at 1,440 ranks, 7: every task starts at once), and
-    a rank that runs out of work takes over episodes in flight from its node-mates. Modelled as each node's
-    tasks (as in `{TODAY}`, no balancing across nodes) started together on its 18 cores,
-    shared equally among the unfinished episodes with none faster than one core (ideal processor sharing
-    with free migration: the last episodes, fewer than the cores, run alone). Idealised: real hand-overs
-    move whole episodes at poll points (every 8 steps), and Humanoid's lockstep batch steps no faster
-    than one episode at a time (bench/batched.py), which the model assumes.
+  - `{HANDOVER}`: what es-mpi does by default, simulated event by event
+    ({max(1, res['mc_reps'] // EVENT_REPS_DIVISOR)} repetitions): a rank holds up to {SLOTS} episodes in
+    lockstep, each advancing at 1/k of a core with k in flight (Humanoid's batch steps no faster than one
+    episode at a time: bench/batched.py), and at most its share of the tasks left (at 1,440 ranks, 7: every
+    task starts at once). A rank that runs out of work waits; every rank holding two or more episodes would
+    hand it its youngest at its next poll point (every {POLL_EVERY} lockstep steps, so k x {POLL_EVERY} x the
+    measured time per step apart, at a uniform phase) once its node's cached count of waiting ranks shows
+    it (up to {ClusterMarket.CACHE_S * 1e3:.0f} ms old); the first to get there gives, from any node, and the
+    record ({record_bytes():,} bytes) arrives after three remote operations at the measured grab latency
+    plus its bytes at the assumed bandwidth; the receiver runs it alone at a full core. The generation
+    ends {(ClusterMarket.WAIT_CACHE_S + ClusterMarket.BACKOFF_S) * 1e3:.0f} ms after its last episode
+    (the waiting ranks' check).
 - T_comm = allgather latency a + b log2(p) fitted below + gathered bytes / 10 Gb/s (assumed network, bytes
   counted once per node) + one grab per task, not overlapped: {g['grab']['median_s'] * 1e3:.2f} ms
   cluster-wide (measured below: a fetch-and-add on rank 0's counter while rank 0 runs Humanoid episodes),
@@ -564,7 +658,7 @@ reach the cap, the rest fall after U(100, 999) steps, at measured late per-step 
 {verdict}
 
 At 1,440 ranks with more pairs per generation, under es-mpi's default across nodes (the weighted noise sum
-grows with the pairs; the collective's latency does not):
+grows with the pairs; the collective's latency does not; a quarter of the repetitions):
 
 {sweep_table(res)}
 
@@ -598,19 +692,22 @@ def conclusion(res: dict) -> str:
     verdict_90 = {0: "not met", 1: f"met only in {met[0] if met else ''}", 2: "met in both late scenarios"}[len(met)]
     return (
         f"At 1,440 ranks a rank runs about {TASKS / 1440:.1f} episodes per generation. Late in training, es-mpi's "
-        "default across nodes (cluster-wide counter, lockstep slots and the node hand-over of episodes in "
-        f"flight) reaches E = {e('late-proxy', HANDOVER)} / {e('late-mixed', HANDOVER)} "
+        "default across nodes (cluster-wide counter, lockstep slots and the hand-over of episodes in "
+        f"flight to waiting ranks of any node) reaches E = {e('late-proxy', HANDOVER)} / {e('late-mixed', HANDOVER)} "
         f"(late-proxy / late-mixed; {e('late-proxy', HANDOVER, 'E_no_comm')} / "
         f"{e('late-mixed', HANDOVER, 'E_no_comm')} without the oversubscribed T_comm upper bound) in this "
-        "idealised model, against "
+        "model, against "
         f"{e('late-proxy', CLUSTER)} / {e('late-mixed', CLUSTER)} for one episode at a time per rank, "
         f"{e('late-proxy', STATIC_PAIRS)} / {e('late-mixed', STATIC_PAIRS)} for static pairs and "
         f"{e('late-proxy', TODAY)} / {e('late-mixed', TODAY)} for node-only dynamic assignment. One episode at "
         "a time, the straggler tail costs about one episode, whoever hands out the work "
         f"(T_wait = {share('late-proxy', CLUSTER, 'T_wait_s')} / {share('late-mixed', CLUSTER, 'T_wait_s')} "
-        "of T(p)); with every episode started at once and moved to idle cores of its node, what remains is "
-        f"the spread of work between nodes (T_wait = {share('late-proxy', HANDOVER, 'T_wait_s')} / "
-        f"{share('late-mixed', HANDOVER, 'T_wait_s')}). With the paper's 5,000 pairs the 90% target "
+        "of T(p)); with every episode started at once and the youngest handed to whichever rank waits, what "
+        "remains is the last episodes running alone on a core each and every hand-over waiting for a poll "
+        f"point (T_wait = {share('late-proxy', HANDOVER, 'T_wait_s')} / "
+        f"{share('late-mixed', HANDOVER, 'T_wait_s')}). With more pairs than the ranks can start at once "
+        "(the sweep's larger rows), ranks refill slots as episodes end and hold about one each at the end, so "
+        "the tail is again about one episode. With the paper's 5,000 pairs the 90% target "
         f"at 1,440 ranks is {verdict_90} by this model; the pairs sweep above shows the pairs per generation "
         f"that reach it: {pairs_for_90('late-proxy')} / {pairs_for_90('late-mixed')} (late-proxy / "
         f"late-mixed). T_comm is {share('late-proxy', HANDOVER, 'T_comm_s')} (an upper bound) and T_update "
@@ -702,8 +799,8 @@ def main() -> None:
     scenarios = {"early": early, "late-proxy": late, "late-mixed": mixed_late(late, 400, mixed_full_fraction, rng)}
     projection = {name: project(s, gather, update, cfg["mc_reps"], rng) for name, s in scenarios.items()}
     default = next(v for v in VARIANTS if v[0] == HANDOVER)
-    sweep = {name: [project(s, gather, update, cfg["mc_reps"], rng, n, (1440,), (default,))[0] for n in SWEEP_PAIRS]
-             for name, s in scenarios.items()}
+    sweep = {name: [project(s, gather, update, max(1, cfg["mc_reps"] // 4), rng, n, (1440,), (default,))[0]
+                    for n in SWEEP_PAIRS] for name, s in scenarios.items()}
 
     res = {"meta": meta, "model": {
         "T": "T(p) = T_work + T_eval + T_wait + T_comm + T_update; E(p) = T_work / T(p)",

@@ -287,6 +287,9 @@ class NodeMarket:
     gives, and a rank that receives plays that one episode alone and gives nothing."""
 
     BUSY, WAITING, CLAIMED, DELIVERED = range(4)
+    # A waiting rank's checks back off to this: more often would take CPU from ranks still working on
+    # shared cores, and an episode handed over runs for far longer than the delay.
+    BACKOFF_S = 1e-3
 
     def __init__(self, comm: MpiComm, dtype: np.dtype) -> None:
         self.MPI, self.me, self.n = comm.MPI, comm.node_rank, comm.node_size
@@ -363,20 +366,19 @@ class NodeMarket:
                 return None
             if poll is not None:
                 poll()
-            # Back off to 1 ms: a waiting rank's checks would otherwise take CPU from ranks still working on
-            # shared cores, and an episode handed over runs for far longer than the delay.
             time.sleep(pause)
-            pause = min(2 * pause, 1e-3)
+            pause = min(2 * pause, self.BACKOFF_S)
 
 
 class ClusterMarket(NodeMarket):
     """The same hand-over across nodes, where no memory is shared: the board lives on world rank 0 (its
     host) and is reached by MPI atomics; each rank's record slot and a delivery flag live in its own
     memory, where a sender puts the record, then sets the flag, so that a waiting rank polls only local
-    memory. The number of waiting ranks, which busy ranks ask at every poll point near a generation's end,
-    is cached in node-shared memory and fetched from rank 0 at most every CACHE_S by whichever rank of the
-    node asks: rank 0 serves a few hundred fetches a second per node, not one per rank and poll. A sender
-    tries the ranks of its own node first."""
+    memory. The number of waiting ranks, which busy ranks ask at every poll point, is cached in
+    node-shared memory and fetched from rank 0 by whichever rank of the node asks when the copy is older
+    than CACHE_S (WAIT_CACHE_S for a waiting rank asking whether the generation is over): rank 0 then
+    serves at most 100 fetches a second per node (1,000 from nodes with waiting ranks), not one per rank
+    and poll. A sender tries the ranks of its own node first."""
 
     CACHE_S = 0.01  # for a busy rank's question; a waiting rank's question about the end: WAIT_CACHE_S
     WAIT_CACHE_S = 0.001
