@@ -1,6 +1,7 @@
 """Time ranks spend waiting for the slowest one: static against dynamic assignment (without and with the
-hand-over of episodes in flight between the ranks of a node), one episode at a time against 8 lockstep
-simulations per rank, in the same run.
+hand-over of episodes in flight between the ranks of a node, and with every rank its own node, so that
+the task counter and every hand-over go through rank 0 as across nodes), one episode at a time against 8
+lockstep simulations per rank, in the same run.
 
 Episodes differ in length (a falling Hopper ends early), so a static split leaves ranks idle at the
 allgather. Runs the same Hopper-v5 job under `mpiexec -n RANKS` once per combination and reports the
@@ -32,8 +33,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# static split; dynamic assignment without, then with, the hand-over of episodes in flight (the default)
-MODES = ("static", "dynamic-no-handover", "dynamic")
+# static split; dynamic assignment without, then with, the hand-over of episodes in flight (the default);
+# the default with each rank a node of its own (ES_MPI_NODE_RANKS=1: the cross-node counter and hand-over)
+MODES = ("static", "dynamic-no-handover", "dynamic", "dynamic-across-nodes")
 
 
 def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> None:
@@ -52,7 +54,7 @@ def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> Non
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
     ctx = build_context(job, comm, env, limit, policy, dynamic=(mode != "static"), slots=slots,
-                        hand_over=(mode == "dynamic"))
+                        hand_over=(mode != "dynamic-no-handover"))
     rows = []
     _, state = train(ctx, initial_state(job, policy, limit), (lambda s, row, c: rows.append(row)) if comm.rank == 0
                      else None, StopFlag())
@@ -76,7 +78,8 @@ def run(mode: str, slots: int, ranks: int, generations: int, pairs: int, cap: st
     mpiexec = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     cmd = [mpiexec, "-n", str(ranks), sys.executable, __file__, "--worker", mode, "--slots", str(slots),
            "--generations", str(generations), "--pairs", str(pairs), "--cap", cap]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    env = dict(os.environ, ES_MPI_NODE_RANKS="1") if mode == "dynamic-across-nodes" else None
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
