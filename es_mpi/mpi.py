@@ -421,9 +421,10 @@ class ClusterMarket(NodeMarket):
     def _receivers(self) -> list[int]:
         waiting = self._words() == self.WAITING
         waiting[self.me] = False
-        mates = [r for r in self.mates.tolist() if waiting[r]]
-        others = np.roll(np.flatnonzero(waiting), -self.me)  # senders start at different ranks
-        receivers = mates + [r for r in others.tolist() if r not in set(mates)]
+        waiting_mates = waiting[self.mates]
+        waiting[self.mates] = False
+        order = np.roll(np.arange(self.n), -self.me)  # senders elsewhere start at different ranks
+        receivers = self.mates[waiting_mates].tolist() + order[waiting[order]].tolist()
         if not receivers:
             self._idle(forget=True)
         return receivers
