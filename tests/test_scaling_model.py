@@ -1,0 +1,44 @@
+"""The scaling model's event simulation of es-mpi's default assignment (bench/scaling.py), on cases small
+enough to work out by hand: README's efficiency at 1,440 ranks rests on it."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import scaling  # noqa: E402
+
+END = scaling.ClusterMarket.WAIT_CACHE_S + scaling.ClusterMarket.BACKOFF_S
+
+
+def makespan(tasks: list[float], p: int, step_s: float = 0.0, move_s: float = 0.0) -> float:
+    return scaling.handover_makespan(np.array(tasks), p, step_s, move_s, np.random.default_rng(0)) - END
+
+
+def test_one_rank_shares_its_core_among_its_slots():
+    # 10 tasks, 8 slots: all the work is done on one core, whatever the order
+    assert makespan([1.0, 2.0, 0.5, 0.25, 3.0, 1.0, 1.0, 1.0, 2.0, 0.75], 1) == pytest.approx(12.5)
+
+
+def test_fewer_tasks_than_ranks_run_alone():
+    assert makespan([0.3, 1.7, 0.9], 5) == pytest.approx(1.7)
+
+
+def test_a_waiting_rank_takes_over_an_episode_in_flight():
+    # Round-robin: rank 0 holds [1, 1] at half a core each, rank 1 holds [1, 0.1]. Without a hand-over
+    # rank 0 ends at 2.0. Rank 1 is free at 1.1 (0.1 shared, then 1 alone), when each of rank 0's
+    # episodes has 0.45 left; one moves, and both end at 1.55 plus the mover's delay: the next poll point
+    # (at most 8 lockstep steps of 2 episodes, 0.016 s here), the cache's age (up to CACHE_S) and the move.
+    step, move = 0.001, 0.002
+    got = makespan([1.0, 1.0, 1.0, 0.1], 2, step, move)
+    assert 1.55 + move <= got <= 1.55 + move + 8 * 2 * step + scaling.ClusterMarket.CACHE_S
+
+
+def test_more_tasks_than_slots_are_taken_as_slots_free():
+    # 2 ranks, 20 equal tasks: 8 each at first, then the share of what is left; the work is even, so
+    # no hand-over is needed and the generation takes half the work
+    assert makespan([0.1] * 20, 2) == pytest.approx(1.0)
