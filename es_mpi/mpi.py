@@ -235,8 +235,7 @@ class MpiComm(LocalComm):
 
     def progress_hook(self) -> Callable[[], None] | None:
         """Rank 0 hosts the global counter and, across nodes, the hand-over board."""
-        hosts = self.counter == "global" or self.nodes > 1
-        return self.comm.Iprobe if hosts and self.rank == 0 else None
+        return self.comm.Iprobe if self.counter == "global" and self.rank == 0 else None
 
     def _counted_tasks(self, total: int) -> tuple[np.ndarray, int]:
         """The tasks this rank's counter hands out, and how many of them go out before the counter: the
@@ -263,8 +262,9 @@ class MpiComm(LocalComm):
         return fetch_and_op(self._counter_win, self._counter_owner, slot, value, op)
 
     def market(self, dtype: np.dtype) -> NodeMarket | None:
-        """Within one node, a market in node-shared memory; across several, one on rank 0."""
-        if self.nodes > 1:
+        """Across nodes with the global counter, a market on rank 0; else within the node, in node-shared
+        memory (so that the `node` counter keeps all one-sided traffic within nodes)."""
+        if self.nodes > 1 and self.counter == "global":
             return ClusterMarket(self, dtype)
         return NodeMarket(self, dtype) if self.node_size > 1 else None
 

@@ -23,11 +23,13 @@ def test_theta_is_bit_identical_on_1_2_and_3_ranks(tmp_path):
     alone = train(tmp_path, "alone", None)
     # The cluster-wide counter on rank 0 (the default across nodes), forced on this single node.
     global_counter = train(tmp_path, "global", 3, {"ES_MPI_TASK_COUNTER": "global"})
-    # Two nodes of two ranks as es-mpi sees them: a noise table, gradient buffer and hand-over board each,
-    # the cluster-wide counter (the default across nodes), the gradient split within each node.
+    # Two nodes of two ranks as es-mpi sees them: a noise table and gradient buffer each, the gradient
+    # split within each node, the cluster-wide counter and hand-over board on rank 0 (the default across
+    # nodes); and the same with node counters and a hand-over board per node.
     two_nodes = train(tmp_path, "nodes", 4, {"ES_MPI_NODE_RANKS": "2"})
+    node_counters = train(tmp_path, "node-counters", 4, {"ES_MPI_NODE_RANKS": "2", "ES_MPI_TASK_COUNTER": "node"})
     ref = read_theta(runs[1])
-    for run in [runs[2], runs[3], alone, global_counter, two_nodes]:
+    for run in [runs[2], runs[3], alone, global_counter, two_nodes, node_counters]:
         assert np.array_equal(read_theta(run), ref)
     with h5py.File(runs[1] / "metrics.h5") as a, h5py.File(runs[3] / "metrics.h5") as b:
         for col in ("return_mean", "return_max", "timesteps", "eval_return", "episode_cap"):
