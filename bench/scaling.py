@@ -53,6 +53,7 @@ from es_mpi.noise import fill_noise, sample_offsets  # noqa: E402
 from es_mpi.obs_norm import ObsStats  # noqa: E402
 from es_mpi.optimizers import adam_step, init_state  # noqa: E402
 from es_mpi.ranks import centered_ranks  # noqa: E402
+from es_mpi.trainer import DEFAULT_SLOTS as SLOTS  # noqa: E402
 from es_mpi.trainer import HEADER, ROW  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,6 @@ GATHER_P = (2, 4, 8, 16, 32)
 BANDWIDTH_BPS = 10e9  # assumed network: 10 Gb/s per node
 NODE_MEMORY_BPS = 100e9  # assumed memory bandwidth of one node, for the update's floor
 NODE_GRAB_LATENCY_S = 1e-6  # assumed cost of one grab from a node-shared-memory counter
-SLOTS = 8  # lockstep simulations per rank, es-mpi's default (es_mpi.trainer.default_slots)
 EVENT_REPS_DIVISOR = 5  # the hand-over's event simulation is slower: a fifth of the repetitions
 TASKS = EVAL_EPISODES + 2 * PAIRS  # es-mpi's task list: evaluation episodes first, then episode 2j+side
 PAIR_ROW = 6  # result floats per pair when the unit of work is a pair (kind, index, 2 returns, 2 lengths)
