@@ -405,15 +405,17 @@ class ClusterMarket(NodeMarket):
         self.win.Flush(0)
         return words
 
-    def _idle(self, max_age: float = WAIT_CACHE_S, forget: bool = False) -> int:
-        """The cached count, refreshed from the host when older than `max_age` or from another generation;
-        `forget` records none (a sender found no one to claim: ask the host again only after CACHE_S)."""
+    def _idle(self, max_age: float = WAIT_CACHE_S) -> int:
+        """The cached count, refreshed from the host when older than `max_age` or from another generation."""
         now = time.monotonic_ns()
         self.cache_win.Sync()
         packed, stamp = int(self.cache[0]), int(self.cache[1])
-        if not forget and packed >> 32 == self.generation and now - stamp < max_age * 1e9:
+        if packed >> 32 == self.generation and now - stamp < max_age * 1e9:
             return packed & 0xFFFFFFFF
-        idle = 0 if forget else self._op(self.base, 0, self.MPI.SUM)
+        return self._remember(self._op(self.base, 0, self.MPI.SUM), now)
+
+    def _remember(self, idle: int, now: int) -> int:
+        """Cache `idle` for this generation, as of `now` (ns), for the node's ranks."""
         self.cache[0], self.cache[1] = self.generation << 32 | idle, now
         self.cache_win.Sync()
         return idle
@@ -425,8 +427,8 @@ class ClusterMarket(NodeMarket):
         waiting[self.mates] = False
         order = np.roll(np.arange(self.n), -self.me)  # senders elsewhere start at different ranks
         receivers = self.mates[waiting_mates].tolist() + order[waiting[order]].tolist()
-        if not receivers:
-            self._idle(forget=True)
+        if not receivers:  # every waiting rank is claimed: ask the host again only after CACHE_S
+            self._remember(0, time.monotonic_ns())
         return receivers
 
     def _deliver(self, rank: int, fill: Callable[[np.void], None]) -> None:
