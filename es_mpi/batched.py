@@ -378,10 +378,10 @@ class BatchedRunner:
         the last episode in flight is handed to the gymnasium env (its state copied over), where a lone
         episode steps faster than in a batch: it is the straggler every other rank waits for.
 
-        With an `exchange`, once no spec is left, episodes in flight beyond the last go to ranks of the
-        node that have none (the youngest first; not those collecting statistics), and when this rank has
-        none it finishes episodes others hand over; the list then holds the episodes this rank finished,
-        each with its spec's task."""
+        With an `exchange`, once no spec is left, episodes in flight beyond the last go to ranks that
+        have none, of this node first (the youngest first; not those collecting statistics), and when this
+        rank has none it finishes episodes others hand over; the list then holds the episodes this rank
+        finished, each with its spec's task."""
         import gymnasium.utils.seeding
         import mujoco
 

@@ -1,6 +1,6 @@
-"""An episode in flight as a fixed-size record, so that an idle rank of the node can finish it.
+"""An episode in flight as a fixed-size record, so that an idle rank, of its node or another, can finish it.
 
-Near the end of a generation a rank may hold several episodes while others on its node have none left;
+Near the end of a generation a rank may hold several episodes while other ranks have none left;
 it writes one into a record, and the idle rank loads it into its own gymnasium env and plays on. What the
 record holds is everything the rest of the episode reads: MuJoCo's integration state (what `mj_step`
 needs), the body positions a v5 reward reads before a step (`xpos`, `xipos`: derived fields, which the
@@ -82,7 +82,7 @@ def unpack(record: np.ndarray, env, make_spec: Callable[[int], EpisodeSpec]
 
 @dataclass
 class Exchange:
-    """One generation's hand-over between the ranks of a node: `market` moves records (es_mpi.mpi.NodeMarket),
+    """One generation's hand-over between ranks: `market` moves records (es_mpi.mpi.NodeMarket or ClusterMarket),
     `make_spec` rebuilds a received task's spec. Counts what this rank gave and how long it waited."""
 
     market: object

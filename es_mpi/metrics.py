@@ -40,7 +40,7 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "update_s": ("f8", "s", "time to rank, compute the gradient and step the optimiser"),
     "steps_per_s": ("f8", "steps/s", "env steps (training and evaluation) per second of this generation"),
     "ranks": ("i8", "1", "number of MPI ranks"),
-    "handovers": ("i8", "1", "episodes a rank handed to another of its node to finish (-1 in rows written "
+    "handovers": ("i8", "1", "episodes a rank handed to another to finish (-1 in rows written "
                   "before this column existed)"),
 }
 

@@ -23,8 +23,8 @@ _POLL_S = 1e-4
 COUNTER_VAR = "ES_MPI_TASK_COUNTER"
 COUNTER_MODES = ("node", "global")
 # Ranks per node as es-mpi sees it: each machine's ranks split into groups of this many consecutive ranks,
-# each group with its own shared memory, counter and hand-over board. Unset: one node per machine. It lets
-# the multi-node paths run (and be tested) on one machine.
+# each group with its own shared memory (and, with the node counter, its own counter and hand-over board).
+# Unset: one node per machine. It lets the multi-node paths run (and be tested) on one machine.
 NODE_RANKS_VAR = "ES_MPI_NODE_RANKS"
 
 
@@ -80,7 +80,7 @@ class LocalComm:
         return None
 
     def market(self, dtype: np.dtype) -> NodeMarket | None:
-        """The node's hand-over board for episode records of `dtype` (None: no other rank to hand to)."""
+        """The hand-over board for episode records of `dtype` (None: no other rank to hand to)."""
         return None
 
     def abort(self, code: int) -> None:

@@ -99,7 +99,7 @@ def run_one_by_one(env, policy: MlpPolicy, specs: Iterable[EpisodeSpec], mean: n
                    limit: Callable[[], int] | None = None, exchange=None) -> list[Episode]:
     """play each spec in turn: the path for envs the batched runner does not cover (one episode in
     flight, so `limit` has nothing to cap and there is never one to hand over). With an `exchange`
-    (es_mpi.handover.Exchange), it then finishes episodes that other ranks of the node hand over."""
+    (es_mpi.handover.Exchange), it then finishes episodes that other ranks hand over."""
     episodes = [play(env, policy, s, mean, std, poll) for s in specs]
     if exchange is not None:
         episodes += exchange.finish_received(env, policy, mean, std, poll)

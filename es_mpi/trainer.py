@@ -51,7 +51,7 @@ class Context:
     grad_buffer: np.ndarray  # node-shared, each rank writes its slice of the gradient
     run_episodes: Callable  # (specs, mean, std, poll, limit, exchange) -> episodes: batched or one by one
     dynamic: bool = True  # dynamic task assignment (results are the same either way)
-    market: NodeMarket | None = None  # hand-over of episodes in flight within the node
+    market: NodeMarket | None = None  # hand-over of episodes in flight (within the node, or across nodes)
 
 
 def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: MlpPolicy, dynamic: bool = True,
@@ -59,8 +59,8 @@ def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: MlpPol
     """Allocate the node-shared noise table (filled once per node) and gradient buffer, and pick the
     episode runner: `slots` MuJoCo simulations stepped in lockstep (mujoco.batch) where the task is
     supported, else one gymnasium episode at a time. Both give bit-identical results. Under dynamic
-    assignment, for the tasks the batched runner covers, the node's ranks also hand episodes in flight to
-    each other near a generation's end (whatever each rank's slots: the decision follows the job alone,
+    assignment, for the tasks the batched runner covers, the ranks also hand episodes in flight to each
+    other near a generation's end (whatever each rank's slots: the decision follows the job alone,
     so that all of them take part); `hand_over=False` turns that off (for benchmarks)."""
     noise = comm.node_array(job.es.noise_table_size, np.float32, lambda a: fill_noise(a, job.es.noise_seed))
     grad_buffer = comm.node_array(policy.num_params, np.float32)
@@ -131,7 +131,7 @@ def rollouts(ctx: Context, state: TrainState, g: int,
     runs which does not matter: every number an episode produces depends only on (theta, pair, side,
     seeds). Both members of a pair share the env seed and the action-noise stream (common random numbers).
     Tasks are taken lazily, whenever the runner has room for one more episode; an episode may end on
-    another rank of the node than the one that started it (es_mpi.handover).
+    another rank than the one that started it (es_mpi.handover).
     """
     job, comm, policy = ctx.job, ctx.comm, ctx.policy
     n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
@@ -232,7 +232,7 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
     gen_s = time.perf_counter() - t_start
     steps = int(lengths.sum())
     rank_rollout = heads[:, 0]
-    # This rank's time waiting for the slowest, at the collective and, before it, for work from its node.
+    # This rank's time waiting for the slowest, at the collective and, before it, for work handed over.
     wait = float(rank_rollout.max() - rollout_s)
     # Rank 0 gets every rank's split (rollout, wait, communication, update) for metrics.h5.
     mine = np.array([rollout_s - idle_s, wait + idle_s, max(comm_s - wait, 0.0), update_s])
