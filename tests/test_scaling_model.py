@@ -42,3 +42,18 @@ def test_more_tasks_than_slots_are_taken_as_slots_free():
     # 2 ranks, 20 equal tasks: 8 each at first, then the share of what is left; the work is even, so
     # no hand-over is needed and the generation takes half the work
     assert makespan([0.1] * 20, 2) == pytest.approx(1.0)
+
+
+def test_equal_sharing_runs_every_episode_at_the_same_pace():
+    # 2 cores, 4 episodes: at half a core each the three of work 1 end at 2.0; the last then runs alone
+    # at a full core for its remaining 2.0, so the cores idle half the time from 2.0 to 4.0
+    assert scaling.sharing_makespan(np.array([1.0, 3.0, 1.0, 1.0]), 2) == pytest.approx(4.0)
+    # on one core, sharing changes nothing: the work in all
+    assert scaling.sharing_makespan(np.array([0.5, 2.0, 1.5]), 1) == pytest.approx(4.0)
+    # fewer episodes than cores: each at a full core, the longest decides
+    assert scaling.sharing_makespan(np.array([0.3, 1.7]), 5) == pytest.approx(1.7)
+
+
+def test_the_floor_is_the_longest_episode_or_the_mean_load():
+    assert scaling.floor_makespan(np.array([1.0, 3.0, 1.0, 1.0]), 2) == pytest.approx(3.0)
+    assert scaling.floor_makespan(np.array([1.0, 1.0, 1.0, 1.0]), 2) == pytest.approx(2.0)
