@@ -78,11 +78,12 @@ CLUSTER = "cluster-wide dynamic episodes, one at a time (ES_MPI_SLOTS=1)"
 HANDOVER = "cluster-wide dynamic + hand-over of episodes in flight (default across nodes)"
 SHARING = "ideal equal sharing (reference: every episode at once, free instant migration)"
 FLOOR = "floor (reference: no schedule ends sooner)"
+BALANCE = "hand-over also to ranks with fewer in flight (model only: not built)"
 # (name, simulation mode, unit of work); the update is the node-split one in every variant.
 VARIANTS = ((STATIC_PAIRS, "static-pairs", "pair"), (TODAY, "node-dynamic", "episode"),
             (CLUSTER, "dynamic", "episode"), (HANDOVER, "handover", "episode"))
 # What no assignment of es-mpi's kind could beat, at 1,440 ranks, costed like the default.
-REFERENCES = ((SHARING, "sharing", "episode"), (FLOOR, "floor", "episode"))
+REFERENCES = ((BALANCE, "balance", "episode"), (SHARING, "sharing", "episode"), (FLOOR, "floor", "episode"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -342,8 +343,8 @@ def makespans(episodes: np.ndarray, p: int, reps: int, mode: str, rng: np.random
     tasks of `task_nodes` and its ranks take the next one, in task order, when free (`MpiComm.tasks` with
     its node-shared counter); `dynamic`: the same task list, the next task to the first free rank anywhere
     in the cluster; `handover`: es-mpi's default, event by event (`handover_makespan`, with `costs` =
-    (seconds per env step, seconds to move one episode)); `sharing` and `floor`: the references
-    `sharing_makespan` and `floor_makespan`."""
+    (seconds per env step, seconds to move one episode)); `balance`: the same with `balance`; `sharing`
+    and `floor`: the references `sharing_makespan` and `floor_makespan`."""
     out = np.empty(reps)
     ranks = min(NODE_RANKS, p)
     node = task_nodes(p, pairs)
@@ -363,14 +364,15 @@ def makespans(episodes: np.ndarray, p: int, reps: int, mode: str, rng: np.random
             out[r] = sharing_makespan(tasks, p)
         elif mode == "floor":
             out[r] = floor_makespan(tasks, p)
-        elif mode == "handover":
-            out[r] = handover_makespan(tasks, p, *costs, rng)
+        elif mode in ("handover", "balance"):
+            out[r] = handover_makespan(tasks, p, *costs, rng, balance=mode == "balance")
         else:
             out[r] = max(list_schedule(part, ranks) for part in np.split(tasks[order], cuts))
     return out
 
 
-def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, rng: np.random.Generator) -> float:
+def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, rng: np.random.Generator,
+                      balance: bool = False) -> float:
     """Makespan of es-mpi's default, simulated event by event. A rank holds up to SLOTS episodes in
     lockstep, each advancing at 1/k of a core with k in flight (Humanoid's batch steps no faster than
     one episode at a time: bench/batched.py), and refills a free slot from the cluster-wide counter while
@@ -381,11 +383,15 @@ def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, r
     ClusterMarket.CACHE_S, the age uniform); the first to do so gives, and the episode arrives `move_s`
     later, then runs alone at a full core. The generation ends when the last episode does, plus the
     waiting ranks' check (WAIT_CACHE_S + BACKOFF_S). Each rank keeps a virtual clock advancing at 1/k;
-    an episode ends when its rank's clock reaches the episode's finish value."""
+    an episode ends when its rank's clock reaches the episode's finish value.
+
+    With `balance` (a what-if, not es-mpi's code), a rank whose count falls to k asks too, and any rank
+    holding k + 2 or more gives: episodes then also move to ranks still running some, into their batch."""
     k = np.zeros(p, np.int64)
     clock, synced = [0.0] * p, [0.0] * p
     flight: list[list[tuple[float, float]]] = [[] for _ in range(p)]  # (finish, start) clock values per episode
     version, events = [0] * p, []  # (time, 1, version, rank, 0): an episode ends; (time, 0, 0, to, from): a move
+    asking = np.zeros(p, bool)  # a move to the rank is on its way (with `balance`: one request at a time)
     now, taken, end = 0.0, 0, 0.0
 
     def sync(r: int) -> None:
@@ -404,7 +410,8 @@ def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, r
         k[r] += 1
 
     def wait(r: int) -> None:
-        givers = np.flatnonzero(k >= 2)
+        givers = np.flatnonzero(k >= k[r] + 2)
+        asking[r] = bool(givers.size)
         if givers.size:
             delay = (rng.uniform(0, POLL_EVERY * k[givers] * step_s)
                      + rng.uniform(0, ClusterMarket.CACHE_S, givers.size))
@@ -429,9 +436,10 @@ def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, r
                 add(r, tasks[taken])
                 taken += 1
             arm(r)
-            if k[r] == 0:
+            if (k[r] == 0 or balance) and not asking[r]:
                 wait(r)
-        elif k[giver] >= 2:
+        elif k[giver] >= k[r] + 2:
+            asking[r] = False
             sync(giver)
             sync(r)
             finish, start = max(flight[giver], key=lambda e: e[1])  # the youngest
@@ -440,6 +448,8 @@ def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, r
             add(r, finish - clock[giver], clock[giver] - start)
             arm(giver)
             arm(r)
+            if balance:
+                wait(r)
         else:
             wait(r)  # the giver ran out first: ask again
     return end + ClusterMarket.WAIT_CACHE_S + ClusterMarket.BACKOFF_S
@@ -519,7 +529,7 @@ def project(scenario: dict, gather: dict, update: dict, reps: int, rng: np.rando
         evalw = EVAL_EPISODES * float(episodes.mean()) / p
         crn = int(rng.integers(2**32))  # common random numbers: every variant schedules the same draws
         for name, mode, unit in variants:
-            n = max(1, reps // EVENT_REPS_DIVISOR) if mode == "handover" else reps
+            n = max(1, reps // EVENT_REPS_DIVISOR) if mode in ("handover", "balance") else reps
             costs = (scenario["us_per_step"] * 1e-6, move_time(gather["grab"]["median_s"]))
             makespan = float(makespans(episodes, p, n, mode, np.random.default_rng(crn), pairs, costs).mean())
             wait = max(makespan - work - evalw, 0.0)
@@ -568,8 +578,8 @@ def sweep_table(res: dict) -> str:
 
 def reference_table(res: dict) -> str:
     """Markdown table: es-mpi's default at 1,440 ranks next to the two references, per scenario."""
-    lines = ["| scenario | default: T_wait ms, E | ideal equal sharing: T_wait ms, E | floor: T_wait ms, E |",
-             "|---|---:|---:|---:|"]
+    lines = ["| scenario | default: T_wait ms, E | hand-over also to ranks with fewer in flight (not built) | "
+             "ideal equal sharing | floor |", "|---|---:|---:|---:|---:|"]
     for name, refs in res["references"].items():
         rows = [default_row(res, name)] + refs
         lines.append(f"| {name} | " + " | ".join(f"{r['T_wait_s'] * 1e3:,.0f}, {r['E']:.1%}" for r in rows) + " |")
@@ -698,12 +708,15 @@ reach the cap, the rest fall after U(100, 999) steps, at measured late per-step 
 
 {verdict}
 
-At 1,440 ranks, es-mpi's default next to two references costed the same way (the same grabs, collective
-and update; {res['mc_reps']} repetitions): `{SHARING}` shares the cores equally among all episodes still
-running, each at min(1, p/M) of a core with M running, as if episodes moved freely and instantly; it is
-what a scheduler that cannot know which episodes will run long approaches by starting every episode at
-once and handing episodes over. `{FLOOR}`: a generation lasts at least its longest episode and the
-mean load, max(longest, total / p), reachable only by a scheduler that knew every length in advance.
+At 1,440 ranks, es-mpi's default next to what-ifs costed the same way (the same grabs, collective and
+update): `{BALANCE}` is the default's event simulation ({max(1, res['mc_reps'] // EVENT_REPS_DIVISOR)}
+repetitions) in which a rank whose count of episodes in flight falls to k also asks, and any rank holding
+k + 2 or more gives it one, which joins its batch (es-mpi hands episodes only to ranks that have none).
+`{SHARING}` ({res['mc_reps']} repetitions) shares the cores equally among all episodes still running,
+each at min(1, p/M) of a core with M running, as if episodes moved freely and instantly: what starting
+every episode at once and handing episodes over approaches without knowing which will run long.
+`{FLOOR}`: a generation lasts at least its longest episode and the mean load, max(longest, total / p),
+reachable only by a scheduler that knew every length in advance. Cells give T_wait in ms and E.
 
 {reference_table(res)}
 
@@ -753,12 +766,15 @@ def conclusion(res: dict) -> str:
         "a time, the straggler tail costs about one episode, whoever hands out the work "
         f"(T_wait = {share('late-proxy', CLUSTER, 'T_wait_s')} / {share('late-mixed', CLUSTER, 'T_wait_s')} "
         "of T(p)); with every episode started at once and episodes in flight handed to whichever rank waits, "
-        "what remains is the end of the generation: the last episodes run alone on a core each, and the "
-        "rank that gives is whichever polls first, not the one with the most work left (T_wait = "
+        "what remains is the end of the generation: the last episodes run alone on a core each, and "
+        "episodes move only to ranks that have none, so a rank still holding several runs each at a fraction "
+        "of a core while others run their last at a full core (T_wait = "
         f"{share('late-proxy', HANDOVER, 'T_wait_s')} / {share('late-mixed', HANDOVER, 'T_wait_s')}; the "
         "delays of polling and caching themselves cost little: the simulation without them differs by a "
-        "few tenths of a point). Ideal equal sharing of the cores, with free and instant migration, would "
-        f"reach {e('late-proxy', SHARING)} / {e('late-mixed', SHARING)}: the ideal of es-mpi's approach "
+        "few tenths of a point). Handing episodes also to ranks that still run some (into their batch; "
+        f"not built) would reach {e('late-proxy', BALANCE)} / {e('late-mixed', BALANCE)} in the same "
+        "simulation, and ideal equal sharing of the cores, with free and instant migration, "
+        f"{e('late-proxy', SHARING)} / {e('late-mixed', SHARING)}: the ideal of es-mpi's approach "
         "(every episode started at once, the cores shared), which stays short of the floor because with every "
         "episode advancing at the same pace the longest ones still finish last, alone. Only a scheduler that "
         f"knew the lengths in advance could approach the floor, {e('late-proxy', FLOOR)} / "

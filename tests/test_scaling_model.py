@@ -57,3 +57,17 @@ def test_equal_sharing_runs_every_episode_at_the_same_pace():
 def test_the_floor_is_the_longest_episode_or_the_mean_load():
     assert scaling.floor_makespan(np.array([1.0, 3.0, 1.0, 1.0]), 2) == pytest.approx(3.0)
     assert scaling.floor_makespan(np.array([1.0, 1.0, 1.0, 1.0]), 2) == pytest.approx(2.0)
+
+
+def test_balance_also_moves_episodes_to_ranks_still_running_some():
+    # Round-robin: rank 0 holds three episodes of 1, rank 1 one of 0 (it ends at once) and one of 2.
+    # Default: rank 1 runs its 2 alone and waits at 2.0, when each of rank 0's has 1/3 left at a third of
+    # a core; one moves (rank 1 ends it at 2 + 1/3), and another then (1/6 left each): the generation ends
+    # at 2.5, plus two movers' delays. With balance, rank 1 (one in flight) takes one of rank 0's three at
+    # once: both ranks hold two at half a core, rank 0 ends at 2.0, and rank 1's 2 has 1 left then, alone:
+    # the generation ends at 3.0 (moving early can also make it longer).
+    tasks = np.array([1.0, 0.0, 1.0, 2.0, 1.0])
+    default = scaling.handover_makespan(tasks, 2, 0.0, 0.0, np.random.default_rng(0)) - END
+    assert 2.5 <= default <= 2.5 + 2 * scaling.ClusterMarket.CACHE_S
+    balanced = scaling.handover_makespan(tasks, 2, 0.0, 0.0, np.random.default_rng(0), balance=True) - END
+    assert balanced == pytest.approx(3.0, abs=scaling.ClusterMarket.CACHE_S)
