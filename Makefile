@@ -9,9 +9,10 @@ RANKS   ?= 2
 JOB     ?= jobs/default.yaml
 RUN_DIR ?= results/runs/default-$(shell date +%Y%m%d-%H%M%S)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-# Debian libraries for offscreen MuJoCo rendering (eval --video). The Slurm tests install their own
-# packages (tests/cluster/start_slurm.sh). Installed only when running as root with apt-get.
-DEBS    ?= libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri
+# Debian libraries for offscreen MuJoCo rendering (eval --video) and shellcheck for the Slurm scripts'
+# lint test. The Slurm tests install their own cluster packages (tests/cluster/start_slurm.sh).
+# Installed only when running as root with apt-get.
+DEBS    ?= libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri shellcheck
 
 .PHONY: setup system-deps run test lint bench clean
 
