@@ -7,7 +7,7 @@ ES machinery alone (noise, gather, update, statistics, loop), not of different t
 this process on one core, alternating, several times; the figure that counts is the ratio of the medians
 measured in the same run. Prints a table and writes JSON (default bench/out/throughput.json).
 
-    python bench/throughput.py [--envs HalfCheetah-v5 Humanoid-v5] [--repeats 3] [--steps 20000]
+    python bench/throughput.py [--envs HalfCheetah-v5 Humanoid-v5 Hopper-v5] [--repeats 3] [--steps 20000]
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def measure(env_id: str, pairs: int, generations: int, repeats: int, slot_counts
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Humanoid-v5"], choices=sorted(JOBS))
+    ap.add_argument("--envs", nargs="+", default=list(JOBS), choices=sorted(JOBS))
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--generations", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
