@@ -13,10 +13,9 @@ Prints a table and writes JSON (default bench/out/atari.json).
 
 from __future__ import annotations
 
-import os
+from es_mpi.parallel.threads import pin_blas_threads  # noqa: E402
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+pin_blas_threads()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -28,13 +27,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from es_mpi.config import load_job  # noqa: E402
-from es_mpi.envs import make_env  # noqa: E402
-from es_mpi.mpi import LocalComm  # noqa: E402
-from es_mpi.policy import make_policy  # noqa: E402
-from es_mpi.reference_batch import collect_reference_batch  # noqa: E402
-from es_mpi.signals import StopFlag  # noqa: E402
-from es_mpi.trainer import build_context, initial_state, train  # noqa: E402
+from es_mpi.engine.loop import build_context, initial_state, train  # noqa: E402
+from es_mpi.engine.signals import StopFlag  # noqa: E402
+from es_mpi.envs.make import make_env  # noqa: E402
+from es_mpi.parallel.comm import LocalComm  # noqa: E402
+from es_mpi.policies.make import make_policy  # noqa: E402
+from es_mpi.policies.reference_batch import collect_reference_batch  # noqa: E402
+from es_mpi.runs.job import load_job  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

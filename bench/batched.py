@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from es_mpi.parallel.threads import pin_blas_threads  # noqa: E402
+
+pin_blas_threads()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -27,10 +28,10 @@ from pathlib import Path  # noqa: E402
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-from es_mpi.batched import BatchedRunner, EpisodeSpec  # noqa: E402
-from es_mpi.config import load_job  # noqa: E402
-from es_mpi.policy import make_policy  # noqa: E402
-from es_mpi.rollout import Episode, run_episode  # noqa: E402
+from es_mpi.envs.lockstep import BatchedRunner, EpisodeSpec  # noqa: E402
+from es_mpi.envs.rollout import Episode, run_episode  # noqa: E402
+from es_mpi.policies.make import make_policy  # noqa: E402
+from es_mpi.runs.job import load_job  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # job file and episodes per pass: Humanoid's early policies fall within a few dozen steps

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from es_mpi.parallel.threads import pin_blas_threads  # noqa: E402
+
+pin_blas_threads()
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
@@ -45,16 +46,16 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from es_mpi import seeds  # noqa: E402
-from es_mpi.batched import POLL_EVERY  # noqa: E402
-from es_mpi.gradient import es_gradient, weighted_noise_sum  # noqa: E402
-from es_mpi.mpi import ClusterMarket  # noqa: E402
-from es_mpi.noise import fill_noise, sample_offsets  # noqa: E402
-from es_mpi.obs_norm import ObsStats  # noqa: E402
-from es_mpi.optimizers import adam_step, init_state  # noqa: E402
-from es_mpi.ranks import centered_ranks  # noqa: E402
-from es_mpi.trainer import DEFAULT_SLOTS as SLOTS  # noqa: E402
-from es_mpi.trainer import HEADER, ROW  # noqa: E402
+from es_mpi.core import seeds  # noqa: E402
+from es_mpi.core.gradient import es_gradient, weighted_noise_sum  # noqa: E402
+from es_mpi.core.noise import fill_noise, sample_offsets  # noqa: E402
+from es_mpi.core.obs_stats import ObsStats  # noqa: E402
+from es_mpi.core.optimizers import adam_step, init_state  # noqa: E402
+from es_mpi.core.shaping import centered_ranks  # noqa: E402
+from es_mpi.engine.loop import DEFAULT_SLOTS as SLOTS  # noqa: E402
+from es_mpi.engine.loop import HEADER, ROW  # noqa: E402
+from es_mpi.envs.lockstep import POLL_EVERY  # noqa: E402
+from es_mpi.parallel.comm import ClusterHandover  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = 5000  # jobs/humanoid.yaml es.pairs
@@ -110,7 +111,7 @@ def gather_worker(repeats: int, warmup: int) -> None:
     """Time `MpiComm.gather_blocks` per call (slowest rank of each call), header-only and realistic."""
     from mpi4py import MPI
 
-    from es_mpi.mpi import MpiComm
+    from es_mpi.parallel.comm import MpiComm
 
     comm = MpiComm(MPI.COMM_WORLD)
     rng = np.random.default_rng(comm.rank)
@@ -182,11 +183,11 @@ def grab_worker(seconds: float) -> None:
     as if running episodes, and times each grab. Rank 1 prints the times as JSON."""
     from mpi4py import MPI
 
-    from es_mpi.config import load_job
-    from es_mpi.envs import make_env
-    from es_mpi.mpi import MpiComm
-    from es_mpi.policy import make_policy
-    from es_mpi.rollout import run_episode
+    from es_mpi.envs.make import make_env
+    from es_mpi.envs.rollout import run_episode
+    from es_mpi.parallel.comm import MpiComm
+    from es_mpi.policies.make import make_policy
+    from es_mpi.runs.job import load_job
 
     comm = MpiComm(MPI.COMM_WORLD)
     deadline = time.perf_counter() + seconds
@@ -278,10 +279,10 @@ def measure_update(noise: np.ndarray, dim: int, repeats: int) -> dict:
 def measure_episodes(noise: np.ndarray, pairs: int, kwargs: str | None) -> dict:
     """CPU time and length of both episodes of `pairs` antithetic pairs at the initial parameters, run
     exactly as the trainer runs them (offsets, env seeds, action noise, caps, obs normalisation)."""
-    from es_mpi.config import load_job
-    from es_mpi.envs import make_env
-    from es_mpi.policy import make_policy
-    from es_mpi.rollout import run_episode
+    from es_mpi.envs.make import make_env
+    from es_mpi.envs.rollout import run_episode
+    from es_mpi.policies.make import make_policy
+    from es_mpi.runs.job import load_job
 
     overrides = [f"env.kwargs={kwargs}"] if kwargs else []
     job = load_job(ROOT / "jobs" / "humanoid.yaml", overrides)
@@ -382,7 +383,7 @@ def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, r
     1,440 ranks every task starts at once). A rank left with nothing waits; every rank holding two or more
     episodes would give it its youngest at its next poll point (every POLL_EVERY lockstep steps: k *
     POLL_EVERY * step_s apart, the phase uniform) after seeing the waiting count (cached up to
-    ClusterMarket.CACHE_S, the age uniform); the first to do so gives, and the episode arrives `move_s`
+    ClusterHandover.CACHE_S, the age uniform); the first to do so gives, and the episode arrives `move_s`
     later, then runs alone at a full core. The generation ends when the last episode does, plus the
     waiting ranks' check (WAIT_CACHE_S + BACKOFF_S). Each rank keeps a virtual clock advancing at 1/k;
     an episode ends when its rank's clock reaches the episode's finish value.
@@ -416,7 +417,7 @@ def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, r
         asking[r] = bool(givers.size)
         if givers.size:
             delay = (rng.uniform(0, POLL_EVERY * k[givers] * step_s)
-                     + rng.uniform(0, ClusterMarket.CACHE_S, givers.size))
+                     + rng.uniform(0, ClusterHandover.CACHE_S, givers.size))
             i = int(np.argmin(delay))
             heapq.heappush(events, (now + delay[i] + move_s, 0, 0, r, int(givers[i])))
 
@@ -454,7 +455,7 @@ def handover_makespan(tasks: np.ndarray, p: int, step_s: float, move_s: float, r
                 wait(r)
         else:
             wait(r)  # the giver ran out first: ask again
-    return end + ClusterMarket.WAIT_CACHE_S + ClusterMarket.BACKOFF_S
+    return end + ClusterHandover.WAIT_CACHE_S + ClusterHandover.BACKOFF_S
 
 
 def sharing_makespan(tasks: np.ndarray, p: int) -> float:
@@ -484,10 +485,10 @@ def list_schedule(units: np.ndarray, workers: int) -> float:
 
 @functools.cache
 def record_bytes() -> int:
-    """Size of one Humanoid-v5 episode record handed between ranks (es_mpi.handover)."""
+    """Size of one Humanoid-v5 episode record handed between ranks (es_mpi.envs.handover)."""
     import gymnasium as gym
 
-    from es_mpi.handover import record_dtype
+    from es_mpi.envs.handover import record_dtype
 
     env = gym.make("Humanoid-v5").unwrapped
     return record_dtype(env, env.observation_space.shape[0], env.action_space.shape[0]).itemsize
@@ -649,10 +650,10 @@ E(p) = T_work / T(p):
     task starts at once). A rank that runs out of work waits; every rank holding two or more episodes would
     hand it its youngest at its next poll point (every {POLL_EVERY} lockstep steps, so k x {POLL_EVERY} x the
     measured time per step apart, at a uniform phase) once its node's cached count of waiting ranks shows
-    it (up to {ClusterMarket.CACHE_S * 1e3:.0f} ms old); the first to get there gives, from any node, and the
+    it (up to {ClusterHandover.CACHE_S * 1e3:.0f} ms old); the first to get there gives, from any node, and the
     record ({record_bytes():,} bytes) arrives after three remote operations at the measured grab latency
     plus its bytes at the assumed bandwidth; the receiver runs it alone at a full core. The generation
-    ends {(ClusterMarket.WAIT_CACHE_S + ClusterMarket.BACKOFF_S) * 1e3:.0f} ms after its last episode
+    ends {(ClusterHandover.WAIT_CACHE_S + ClusterHandover.BACKOFF_S) * 1e3:.0f} ms after its last episode
     (the waiting ranks' check).
 - T_comm = allgather latency a + b log2(p) fitted below + gathered bytes / 10 Gb/s (assumed network, bytes
   counted once per node) + one grab per task, not overlapped: {g['grab']['median_s'] * 1e3:.2f} ms
@@ -819,7 +820,7 @@ def measure(quick: bool) -> tuple:
     print(f"2/3 update at paper scale (noise table {cfg['noise_entries']:,} entries)", flush=True)
     noise = np.empty(cfg["noise_entries"], np.float32)
     fill_noise(noise, 123)
-    from es_mpi.policy import MlpPolicy
+    from es_mpi.policies.mlp import MlpPolicy
 
     dim = MlpPolicy(OBS_DIM, 17, (256, 256), "tanh", np.zeros(17), np.zeros(17)).num_params
     update = measure_update(noise, dim, cfg["update_repeats"])

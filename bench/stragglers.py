@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from es_mpi.parallel.threads import pin_blas_threads  # noqa: E402
+
+pin_blas_threads()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -44,12 +45,12 @@ EARLY = 8  # generations from scratch reported on their own
 
 def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> None:
     """Under mpiexec: train with the given assignment; rank 0 prints one JSON line."""
-    from es_mpi.config import load_job
-    from es_mpi.envs import make_env
-    from es_mpi.mpi import get_comm
-    from es_mpi.policy import make_policy
-    from es_mpi.signals import StopFlag
-    from es_mpi.trainer import build_context, initial_state, train
+    from es_mpi.engine.loop import build_context, initial_state, train
+    from es_mpi.engine.signals import StopFlag
+    from es_mpi.envs.make import make_env
+    from es_mpi.parallel.comm import get_comm
+    from es_mpi.policies.make import make_policy
+    from es_mpi.runs.job import load_job
 
     comm = get_comm()
     job = load_job(ROOT / "jobs" / "hopper.yaml", [f"es.pairs={pairs}", "es.noise_table_size=20000000",

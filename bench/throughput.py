@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from es_mpi.parallel.threads import pin_blas_threads  # noqa: E402
+
+pin_blas_threads()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -28,13 +29,13 @@ from pathlib import Path  # noqa: E402
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-from es_mpi.config import load_job  # noqa: E402
-from es_mpi.envs import make_env  # noqa: E402
-from es_mpi.mpi import LocalComm  # noqa: E402
-from es_mpi.obs_norm import normalise  # noqa: E402
-from es_mpi.policy import make_policy  # noqa: E402
-from es_mpi.signals import StopFlag  # noqa: E402
-from es_mpi.trainer import Context, build_context, initial_state, train  # noqa: E402
+from es_mpi.core.obs_stats import normalise  # noqa: E402
+from es_mpi.engine.loop import Context, build_context, initial_state, train  # noqa: E402
+from es_mpi.engine.signals import StopFlag  # noqa: E402
+from es_mpi.envs.make import make_env  # noqa: E402
+from es_mpi.parallel.comm import LocalComm  # noqa: E402
+from es_mpi.policies.make import make_policy  # noqa: E402
+from es_mpi.runs.job import load_job  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = {"HalfCheetah-v5": "halfcheetah.yaml", "Humanoid-v5": "humanoid.yaml", "Hopper-v5": "hopper.yaml"}

@@ -6,8 +6,8 @@ The same figures as `es-mpi report`, without the tables.
 import argparse
 from pathlib import Path
 
-from es_mpi.plots import file_name, learning_curves
-from es_mpi.summary import group_runs, load_run
+from es_mpi.reports.plots import file_name, learning_curves
+from es_mpi.reports.summary import group_runs, load_run
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("run_dirs", nargs="+", type=Path)

@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from es_mpi.report import parse_thresholds
-from es_mpi.summary import group_runs, load_run, summary_rows, to_csv, to_markdown
+from es_mpi.commands.report import parse_thresholds
+from es_mpi.reports.summary import group_runs, load_run, summary_rows, to_csv, to_markdown
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("run_dirs", nargs="+", type=Path)

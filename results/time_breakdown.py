@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from es_mpi.plots import time_breakdown
-from es_mpi.summary import group_runs, load_run
+from es_mpi.reports.plots import time_breakdown
+from es_mpi.reports.summary import group_runs, load_run
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("run_dirs", nargs="+", type=Path)

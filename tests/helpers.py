@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from es_mpi.noise import fill_noise
+from es_mpi.core.noise import fill_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from helpers import read_theta, run_cli, write_job
 
-from es_mpi.atari import AtariEnv, _area_matrix, is_ale_id
-from es_mpi.config import ConfigError, EnvConfig, PolicyConfig, job_from_dict
-from es_mpi.envs import make_env
-from es_mpi.policy import make_policy
-from es_mpi.reference_batch import collect_reference_batch
+from es_mpi.envs.atari import AtariEnv, _area_matrix, is_ale_id
+from es_mpi.envs.make import make_env
+from es_mpi.policies.make import make_policy
+from es_mpi.policies.reference_batch import collect_reference_batch
+from es_mpi.runs.job import ConfigError, EnvConfig, PolicyConfig, job_from_dict
 
 
 def pong(**atari) -> tuple[AtariEnv, int]:
@@ -18,7 +18,7 @@ def pong(**atari) -> tuple[AtariEnv, int]:
 
 
 def _atari(**values):
-    from es_mpi.config import AtariConfig
+    from es_mpi.runs.job import AtariConfig
 
     return AtariConfig(**values)
 

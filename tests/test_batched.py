@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from es_mpi.batched import BatchedRunner, EpisodeSpec, supports
-from es_mpi.config import load_job
-from es_mpi.policy import make_policy
-from es_mpi.rollout import Episode, run_episode
+from es_mpi.envs.lockstep import BatchedRunner, EpisodeSpec, supports
+from es_mpi.envs.rollout import Episode, run_episode
+from es_mpi.policies.make import make_policy
+from es_mpi.runs.job import load_job
 
 JOBS = {
     "HalfCheetah-v5": "halfcheetah", "Hopper-v5": "hopper", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid",

@@ -4,7 +4,7 @@ slow network that normalises explicitly, and the semantics of virtual batch norm
 import numpy as np
 import pytest
 
-from es_mpi.cnn import CONVS, EPS, CnnPolicy, conv_out, im2col
+from es_mpi.policies.cnn import CONVS, EPS, CnnPolicy, conv_out, im2col
 
 OBS = (84, 84, 4)
 

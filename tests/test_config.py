@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, tiny_job, write_job
 
-from es_mpi.config import ConfigError, Job, load_job
-from es_mpi.envs import check_env_id
+from es_mpi.envs.make import check_env_id
+from es_mpi.runs.job import ConfigError, Job, load_job
 
 
 def error_of(tmp_path: Path, text: str, overrides=()) -> str:

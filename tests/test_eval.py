@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from helpers import ROOT, run_cli, tiny_job, write_job
 
-from es_mpi import seeds
-from es_mpi.checkpoint import read_checkpoint
-from es_mpi.config import job_from_dict, parse_yaml
-from es_mpi.envs import make_env
-from es_mpi.evaluate import CHECKPOINT_EVAL
-from es_mpi.policy import make_policy
-from es_mpi.rollout import run_episode
+from es_mpi.commands.evaluate import CHECKPOINT_EVAL
+from es_mpi.core import seeds
+from es_mpi.envs.make import make_env
+from es_mpi.envs.rollout import run_episode
+from es_mpi.policies.make import make_policy
+from es_mpi.runs.checkpoint import read_checkpoint
+from es_mpi.runs.job import job_from_dict, parse_yaml
 
 
 def train(tmp_path, **sections):

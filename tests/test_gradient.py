@@ -1,9 +1,9 @@
 import numpy as np
 from helpers import make_noise
 
-from es_mpi.gradient import es_gradient, weighted_noise_sum
-from es_mpi.noise import sample_offsets
-from es_mpi.ranks import centered_ranks
+from es_mpi.core.gradient import es_gradient, weighted_noise_sum
+from es_mpi.core.noise import sample_offsets
+from es_mpi.core.shaping import centered_ranks
 
 
 def test_gradient_matches_slow_explicit_formula():

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from test_batched import JOBS, assert_same, job_policy, reference, specs, to_spec
 
-from es_mpi import handover
-from es_mpi.batched import BatchedRunner
-from es_mpi.handover import Exchange
-from es_mpi.rollout import NOISE_BLOCK, run_one_by_one
+from es_mpi.envs import handover
+from es_mpi.envs.handover import HandoverRound
+from es_mpi.envs.lockstep import BatchedRunner
+from es_mpi.envs.rollout import NOISE_BLOCK, run_one_by_one
 
 # Tasks that never end early under these kwargs, so that episodes run long enough to move mid noise block
 # (128 steps) and still have steps left.
@@ -42,10 +42,10 @@ class ListMarket:
         return self.records[self.taken - 1][0].copy()
 
 
-def exchange_for(env_id: str, env_kwargs: dict, policy, all_specs: list, busy_polls: int = 0) -> Exchange:
+def exchange_for(env_id: str, env_kwargs: dict, policy, all_specs: list, busy_polls: int = 0) -> HandoverRound:
     env = gym.make(env_id, **env_kwargs).unwrapped
     market = ListMarket(handover.record_dtype(env, policy.obs_dim, policy.act_dim), busy_polls)
-    return Exchange(market, lambda task: all_specs[task]())
+    return HandoverRound(market, lambda task: all_specs[task]())
 
 
 @pytest.mark.parametrize("env_id", sorted(LONG))

@@ -20,10 +20,10 @@ import numpy as np
 sys.path.insert(0, "tests")
 from test_batched import job_policy, reference, specs, to_spec
 
-from es_mpi import handover
-from es_mpi.batched import BatchedRunner
-from es_mpi.mpi import get_comm
-from es_mpi.rollout import run_one_by_one
+from es_mpi.envs import handover
+from es_mpi.envs.lockstep import BatchedRunner
+from es_mpi.parallel.comm import get_comm
+from es_mpi.envs.rollout import run_one_by_one
 
 comm = get_comm()
 env_id = "Hopper-v5"
@@ -31,11 +31,11 @@ kwargs = {"terminate_when_unhealthy": False}
 policy = job_policy(env_id, kwargs)
 args = [a[:4] + (False,) for a in specs(policy, 6, seed=4)]
 caps = [200, 180, 160, 140, 120, 100]
-market = comm.market(handover.record_dtype(gym.make(env_id, **kwargs).unwrapped, policy.obs_dim, policy.act_dim))
+market = comm.handover(handover.record_dtype(gym.make(env_id, **kwargs).unwrapped, policy.obs_dim, policy.act_dim))
 for g in range(3):  # the two boards alternate and are cleared in turn
     market.begin(g)
     makers = [lambda c=c, a=a, t=t: replace(to_spec(c, *a), task=t) for t, (c, a) in enumerate(zip(caps, args))]
-    exchange = handover.Exchange(market, lambda task: makers[task]())
+    exchange = handover.HandoverRound(market, lambda task: makers[task]())
     comm.barrier()
     if comm.rank == 0:  # every task starts here, six in a batch; the other ranks start with none
         taken = []
@@ -64,8 +64,8 @@ for g in range(3):  # the two boards alternate and are cleared in turn
 """
 
 
-@pytest.mark.parametrize(("node_ranks", "market"), [("", "NodeMarket"), ("1", "ClusterMarket"),
-                                                    ("2", "ClusterMarket")])
+@pytest.mark.parametrize(("node_ranks", "market"), [("", "NodeHandover"), ("1", "ClusterHandover"),
+                                                    ("2", "ClusterHandover")])
 def test_episodes_move_between_ranks(tmp_path, node_ranks, market):
     """One node of three ranks; three nodes of one (every move crosses nodes); and nodes of two and one,
     where rank 0's node-mate is asked first and rank 2, alone on its node, must still get work."""

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.mpi
 
 SCRIPT = """
 import numpy as np
-from es_mpi.mpi import get_comm
+from es_mpi.parallel.comm import get_comm
 
 comm = get_comm()
 for g in range(6):  # several generations: the two counters alternate and are reset in turn

@@ -1,7 +1,7 @@
 import numpy as np
 from helpers import make_noise
 
-from es_mpi.noise import _BLOCK, fill_noise, noise_fingerprint, sample_offsets
+from es_mpi.core.noise import _BLOCK, fill_noise, noise_fingerprint, sample_offsets
 
 
 def test_table_regenerates_identically_from_its_seed():

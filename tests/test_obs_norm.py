@@ -1,6 +1,6 @@
 import numpy as np
 
-from es_mpi.obs_norm import CLIP, ObsStats, accumulate, normalise
+from es_mpi.core.obs_stats import CLIP, ObsStats, accumulate, normalise
 
 
 def test_merged_statistics_equal_one_pass_statistics():

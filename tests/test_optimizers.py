@@ -1,6 +1,6 @@
 import numpy as np
 
-from es_mpi.optimizers import adam_step, init_state, sgd_step
+from es_mpi.core.optimizers import adam_step, init_state, sgd_step
 
 
 def test_adam_matches_hand_computed_steps():

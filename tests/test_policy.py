@@ -1,6 +1,6 @@
 import numpy as np
 
-from es_mpi.policy import MlpPolicy
+from es_mpi.policies.mlp import MlpPolicy
 
 
 def policy(bins=None, hidden=(16, 8)):

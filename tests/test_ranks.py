@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from es_mpi.ranks import centered_ranks
+from es_mpi.core.shaping import centered_ranks
 
 
 def test_ranks_map_linearly_to_half_interval():

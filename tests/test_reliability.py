@@ -15,9 +15,9 @@ from helpers import ROOT, mpiexec, read_theta, run_cli, tiny_job, write_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from es_mpi.config import ConfigError, Job, job_from_dict, load_job
-from es_mpi.mpi import LocalComm
-from es_mpi.trainer import TrainingError
+from es_mpi.engine.loop import TrainingError
+from es_mpi.parallel.comm import LocalComm
+from es_mpi.runs.job import ConfigError, Job, job_from_dict, load_job
 
 TESTS = Path(__file__).parent
 FAULTY_ENV = {"PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -157,9 +157,9 @@ class SplitBrainComm(LocalComm):
 
 
 def test_replica_drift_stops_the_run_with_a_clear_error(tmp_path):
-    from es_mpi.envs import make_env
-    from es_mpi.policy import make_policy
-    from es_mpi.trainer import build_context, generation, initial_state
+    from es_mpi.engine.loop import build_context, generation, initial_state
+    from es_mpi.envs.make import make_env
+    from es_mpi.policies.make import make_policy
 
     job = load_job(write_job(tmp_path / "j.yaml", tiny_job(es={"pairs": 2})))
     env, limit = make_env(job.env)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from helpers import ROOT, run_cli, tiny_job, write_job
 
-from es_mpi.metrics import read_metrics
-from es_mpi.summary import Run, mean_interval, seed_curves
+from es_mpi.reports.summary import Run, mean_interval, seed_curves
+from es_mpi.runs.metrics import read_metrics
 
 pytest.importorskip("matplotlib")
 

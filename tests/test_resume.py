@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from helpers import read_theta, run_cli, tiny_job, write_job
 
-from es_mpi.checkpoint import SCHEMA_VERSION, read_checkpoint
-from es_mpi.config import ConfigError
+from es_mpi.runs.checkpoint import SCHEMA_VERSION, read_checkpoint
+from es_mpi.runs.job import ConfigError
 
 
 def test_resume_with_raised_budget_continues_bit_identically(tmp_path):

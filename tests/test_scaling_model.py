@@ -12,7 +12,7 @@ from helpers import ROOT
 sys.path.insert(0, str(ROOT / "bench"))
 import scaling  # noqa: E402
 
-END = scaling.ClusterMarket.WAIT_CACHE_S + scaling.ClusterMarket.BACKOFF_S
+END = scaling.ClusterHandover.WAIT_CACHE_S + scaling.ClusterHandover.BACKOFF_S
 
 
 def makespan(tasks: list[float], p: int, step_s: float = 0.0, move_s: float = 0.0) -> float:
@@ -35,7 +35,7 @@ def test_a_waiting_rank_takes_over_an_episode_in_flight():
     # (at most 8 lockstep steps of 2 episodes, 0.016 s here), the cache's age (up to CACHE_S) and the move.
     step, move = 0.001, 0.002
     got = makespan([1.0, 1.0, 1.0, 0.1], 2, step, move)
-    assert 1.55 + move <= got <= 1.55 + move + 8 * 2 * step + scaling.ClusterMarket.CACHE_S
+    assert 1.55 + move <= got <= 1.55 + move + 8 * 2 * step + scaling.ClusterHandover.CACHE_S
 
 
 def test_more_tasks_than_slots_are_taken_as_slots_free():
@@ -68,6 +68,6 @@ def test_balance_also_moves_episodes_to_ranks_still_running_some():
     # the generation ends at 3.0 (moving early can also make it longer).
     tasks = np.array([1.0, 0.0, 1.0, 2.0, 1.0])
     default = scaling.handover_makespan(tasks, 2, 0.0, 0.0, np.random.default_rng(0)) - END
-    assert 2.5 <= default <= 2.5 + 2 * scaling.ClusterMarket.CACHE_S
+    assert 2.5 <= default <= 2.5 + 2 * scaling.ClusterHandover.CACHE_S
     balanced = scaling.handover_makespan(tasks, 2, 0.0, 0.0, np.random.default_rng(0), balance=True) - END
-    assert balanced == pytest.approx(3.0, abs=scaling.ClusterMarket.CACHE_S)
+    assert balanced == pytest.approx(3.0, abs=scaling.ClusterHandover.CACHE_S)

@@ -3,8 +3,8 @@
 import numpy as np
 from helpers import tiny_job
 
-from es_mpi.config import job_from_dict
-from es_mpi.trainer import next_episode_cap
+from es_mpi.engine.loop import next_episode_cap
+from es_mpi.runs.job import job_from_dict
 
 
 def test_mean_length_cap_follows_the_mean_episode_length():

@@ -7,11 +7,11 @@ import signal
 import sys
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT, PREVIOUS, read_checkpoint, write_checkpoint
-from .config import BUDGET_KEYS, ConfigError, Job, job_from_dict, parse_yaml
-from .metrics import MetricsLog
-from .state import TrainState
-from .trainer import progress_line
+from es_mpi.engine.loop import progress_line
+from es_mpi.runs.checkpoint import CHECKPOINT, PREVIOUS, read_checkpoint, write_checkpoint
+from es_mpi.runs.job import BUDGET_KEYS, ConfigError, Job, job_from_dict, parse_yaml
+from es_mpi.runs.metrics import MetricsLog
+from es_mpi.runs.state import TrainState
 
 JOB_FILE = "job.yaml"
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .obs_norm import ObsStats, accumulate, normalise
-from .policy import MlpPolicy
+from es_mpi.core.obs_stats import ObsStats, accumulate, normalise
+from es_mpi.policies.mlp import MlpPolicy
 
 # Action noise is drawn this many steps at a time (the batched runner draws the same blocks).
 NOISE_BLOCK = 128
@@ -69,7 +69,7 @@ def finish_episode(env, policy: MlpPolicy, spec: EpisodeSpec, obs: np.ndarray, m
                    total: float = 0.0, steps: int = 0, noise: np.ndarray | None = None) -> Episode:
     """The rest of episode `spec` whose env holds the state after `steps` steps, `obs` being its
     observation: run_episode from a reset, the batched runner handing over its last episode, or an
-    episode received from another rank (es_mpi.handover). `seen` collects raw observations (None: no
+    episode received from another rank (es_mpi.envs.handover). `seen` collects raw observations (None: no
     statistics); `noise` is the current action-noise block mid-block."""
     bound, cap, noise_rng, noise_std = policy.bind(spec.theta), spec.cap, spec.noise_rng, spec.noise_std
     noisy = noise_rng is not None and noise_std > 0
@@ -99,7 +99,7 @@ def run_one_by_one(env, policy: MlpPolicy, specs: Iterable[EpisodeSpec], mean: n
                    limit: Callable[[], int] | None = None, exchange=None) -> list[Episode]:
     """play each spec in turn: the path for envs the batched runner does not cover (one episode in
     flight, so `limit` has nothing to cap and there is never one to hand over). With an `exchange`
-    (es_mpi.handover.Exchange), it then finishes episodes that other ranks hand over."""
+    (es_mpi.handover.HandoverRound), it then finishes episodes that other ranks hand over."""
     episodes = [play(env, policy, s, mean, std, poll) for s in specs]
     if exchange is not None:
         episodes += exchange.finish_received(env, policy, mean, std, poll)

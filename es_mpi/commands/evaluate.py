@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import seeds
-from .checkpoint import CHECKPOINT, read_checkpoint
-from .config import ConfigError, job_from_dict, parse_yaml
-from .envs import make_env
-from .mpi import LocalComm, get_comm, load_on_root
-from .obs_norm import ObsStats, normaliser
-from .policy import make_policy
-from .rollout import run_episode
-from .video import FrameRecorder, check_video_path, render_problem, rendering, write_video
+from es_mpi.core import seeds
+from es_mpi.core.obs_stats import ObsStats, normaliser
+from es_mpi.envs.make import make_env
+from es_mpi.envs.rollout import run_episode
+from es_mpi.parallel.comm import LocalComm, get_comm, load_on_root
+from es_mpi.policies.make import make_policy
+from es_mpi.reports.video import FrameRecorder, check_video_path, render_problem, rendering, write_video
+from es_mpi.runs.checkpoint import CHECKPOINT, read_checkpoint
+from es_mpi.runs.job import ConfigError, job_from_dict, parse_yaml
 
 # Seed purpose of checkpoint evaluations; seeds.py's purposes are 0..5, so no stream is shared.
 CHECKPOINT_EVAL = 1000

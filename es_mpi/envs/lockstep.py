@@ -15,10 +15,10 @@ from numbers import Real
 
 import numpy as np
 
-from .handover import Exchange, movable
-from .obs_norm import accumulate, normalise
-from .policy import ACTIVATIONS, MlpPolicy
-from .rollout import NOISE_BLOCK, POLL_EVERY, Episode, EpisodeSpec, finish_episode
+from es_mpi.core.obs_stats import accumulate, normalise
+from es_mpi.envs.handover import HandoverRound, movable
+from es_mpi.envs.rollout import NOISE_BLOCK, POLL_EVERY, Episode, EpisodeSpec, finish_episode
+from es_mpi.policies.mlp import ACTIVATIONS, MlpPolicy
 
 # Constructor arguments that change no more than numbers the formulas below read back from the env.
 _COMMON = {"frame_skip", "reset_noise_scale"}
@@ -368,7 +368,7 @@ class BatchedRunner:
 
     def run(self, episodes: Iterable[EpisodeSpec], mean: np.ndarray | None, std: np.ndarray | None,
             poll: Callable[[], object] | None = None, limit: Callable[[], int] | None = None,
-            exchange: Exchange | None = None) -> list[Episode]:
+            exchange: HandoverRound | None = None) -> list[Episode]:
         """What run_episode returns for each spec, in the order they are taken; observations normalised
         unless mean is None. `episodes` is consumed lazily, one spec whenever a slot is free, so that it
         can hand out work dynamically; `poll` is called every few lockstep steps (see run_episode).

@@ -6,7 +6,7 @@ import difflib
 import os
 import sys
 
-from .config import ConfigError, EnvConfig
+from es_mpi.runs.job import ConfigError, EnvConfig
 
 
 def check_env_id(env_id: str, source: str) -> None:
@@ -28,7 +28,7 @@ def check_env_id(env_id: str, source: str) -> None:
         env_id = name
     if env_id in gym.envs.registry:
         return
-    from .atari import is_ale_id
+    from es_mpi.envs.atari import is_ale_id
 
     if is_ale_id(env_id):  # imports ale_py, which registers ALE/Pong-v5 and the other Atari ids
         return
@@ -55,7 +55,7 @@ def make_env(cfg: EnvConfig, source: str = "job"):
     ALE ids get es-mpi's own Atari env with the standard preprocessing (atari.py)."""
     import gymnasium as gym
 
-    from .atari import is_ale_id, make_atari_env
+    from es_mpi.envs.atari import is_ale_id, make_atari_env
 
     check_env_id(cfg.id, source)
     if is_ale_id(cfg.id):

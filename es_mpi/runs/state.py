@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .obs_norm import ObsStats
-from .optimizers import OptimizerState
+from es_mpi.core.obs_stats import ObsStats
+from es_mpi.core.optimizers import OptimizerState
 
 
 @dataclass(frozen=True)

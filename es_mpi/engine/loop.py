@@ -11,17 +11,19 @@ from functools import partial
 
 import numpy as np
 
-from . import batched, handover, seeds
-from .config import ConfigError, Job
-from .gradient import es_gradient
-from .mpi import LocalComm, NodeMarket
-from .noise import fill_noise, sample_offsets
-from .obs_norm import ObsStats, normaliser
-from .optimizers import OptimizerState, adam_step, init_state, sgd_step
-from .policy import MlpPolicy
-from .ranks import centered_ranks
-from .rollout import EpisodeSpec, run_one_by_one
-from .state import TrainState
+from es_mpi.core import seeds
+from es_mpi.core.gradient import es_gradient
+from es_mpi.core.noise import fill_noise, sample_offsets
+from es_mpi.core.obs_stats import ObsStats, normaliser
+from es_mpi.core.optimizers import OptimizerState, adam_step, init_state, sgd_step
+from es_mpi.core.shaping import centered_ranks
+from es_mpi.envs import handover
+from es_mpi.envs import lockstep as batched
+from es_mpi.envs.rollout import EpisodeSpec, run_one_by_one
+from es_mpi.parallel.comm import LocalComm, NodeHandover
+from es_mpi.policies.mlp import MlpPolicy
+from es_mpi.runs.job import ConfigError, Job
+from es_mpi.runs.state import TrainState
 
 # Row layout of one episode's result: kind, index, return, length. A training episode's index is
 # 2 j + side for pair j (side 0: theta + sigma eps_j, side 1: theta - sigma eps_j).
@@ -51,7 +53,7 @@ class Context:
     grad_buffer: np.ndarray  # node-shared, each rank writes its slice of the gradient
     run_episodes: Callable  # (specs, mean, std, poll, limit, exchange) -> episodes: batched or one by one
     dynamic: bool = True  # dynamic task assignment (results are the same either way)
-    market: NodeMarket | None = None  # hand-over of episodes in flight (within the node, or across nodes)
+    handover: NodeHandover | None = None  # hand-over of episodes in flight (within the node, or across nodes)
 
 
 def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: MlpPolicy, dynamic: bool = True,
@@ -70,10 +72,10 @@ def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: MlpPol
         run_episodes = batched.BatchedRunner(job.env.id, job.env.kwargs, policy, slots).run
     else:
         run_episodes = partial(run_one_by_one, env, policy)
-    market = None
+    board = None
     if dynamic and covered and hand_over:
-        market = comm.market(handover.record_dtype(env, policy.obs_dim, policy.act_dim))
-    return Context(job, comm, env, env_limit, policy, noise, grad_buffer, run_episodes, dynamic, market)
+        board = comm.handover(handover.record_dtype(env, policy.obs_dim, policy.act_dim))
+    return Context(job, comm, env, env_limit, policy, noise, grad_buffer, run_episodes, dynamic, board)
 
 
 def default_slots() -> int:
@@ -122,7 +124,7 @@ def is_eval_generation(job: Job, g: int) -> bool:
 
 
 def rollouts(ctx: Context, state: TrainState, g: int,
-             offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, handover.Exchange | None]:
+             offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, handover.HandoverRound | None]:
     """This rank's share of the generation: result rows, observation-statistics rows, and its exchange
     with the node's other ranks (None: none).
 
@@ -131,7 +133,7 @@ def rollouts(ctx: Context, state: TrainState, g: int,
     runs which does not matter: every number an episode produces depends only on (theta, pair, side,
     seeds). Both members of a pair share the env seed and the action-noise stream (common random numbers).
     Tasks are taken lazily, whenever the runner has room for one more episode; an episode may end on
-    another rank than the one that started it (es_mpi.handover).
+    another rank than the one that started it (es_mpi.envs.handover).
     """
     job, comm, policy = ctx.job, ctx.comm, ctx.policy
     n, dim, seed = job.es.pairs, policy.num_params, job.run.seed
@@ -153,9 +155,9 @@ def rollouts(ctx: Context, state: TrainState, g: int,
     mean, std = normaliser(state.obs, job.policy.obs_norm)
     limit = comm.fair_share(g, n_eval + 2 * n) if ctx.dynamic else None
     exchange = None
-    if ctx.market is not None:
-        ctx.market.begin(g)
-        exchange = handover.Exchange(ctx.market, make_spec)
+    if ctx.handover is not None:
+        ctx.handover.begin(g)
+        exchange = handover.HandoverRound(ctx.handover, make_spec)
     specs = map(make_spec, comm.tasks(g, n_eval + 2 * n, ctx.dynamic))
     episodes = ctx.run_episodes(specs, mean, std, comm.progress_hook(), limit, exchange)
     rows, stat_rows = [], []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .summary import Group, mean_interval, seed_curves
+from es_mpi.reports.summary import Group, mean_interval, seed_curves
 
 # (column, panel title) and (column, x-axis label) of the learning-curve grid.
 _RETURNS = [("eval_return", "Evaluation return (noiseless policy)"),

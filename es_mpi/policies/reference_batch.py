@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import seeds
+from es_mpi.core import seeds
 
 # Seed purpose of the reference batch; seeds.py's purposes are 0..5 and evaluate.py's is 1000.
 REF_BATCH = 1001

@@ -79,7 +79,7 @@ class LocalComm:
         its share of the tasks not yet taken, 0 once none is left (None: no limit, as with a single rank)."""
         return None
 
-    def market(self, dtype: np.dtype) -> NodeMarket | None:
+    def handover(self, dtype: np.dtype) -> NodeHandover | None:
         """The hand-over board for episode records of `dtype` (None: no other rank to hand to)."""
         return None
 
@@ -261,12 +261,12 @@ class MpiComm(LocalComm):
     def _fetch_add(self, slot: int, value: int, op) -> int:
         return fetch_and_op(self._counter_win, self._counter_owner, slot, value, op)
 
-    def market(self, dtype: np.dtype) -> NodeMarket | None:
+    def handover(self, dtype: np.dtype) -> NodeHandover | None:
         """Across nodes with the global counter, a market on rank 0; else within the node, in node-shared
         memory (so that the `node` counter keeps all one-sided traffic within nodes)."""
         if self.nodes > 1 and self.counter == "global":
-            return ClusterMarket(self, dtype)
-        return NodeMarket(self, dtype) if self.node_size > 1 else None
+            return ClusterHandover(self, dtype)
+        return NodeHandover(self, dtype) if self.node_size > 1 else None
 
     def abort(self, code: int) -> None:
         sys.stdout.flush()
@@ -274,9 +274,9 @@ class MpiComm(LocalComm):
         self.comm.Abort(code)
 
 
-class NodeMarket:
+class NodeHandover:
     """Node-shared memory over which a rank with several episodes in flight hands one to a rank of its
-    node that has none (es_mpi.handover), so that a generation's last episodes do not share one core
+    node that has none (es_mpi.envs.handover), so that a generation's last episodes do not share one core
     while others idle. Per generation one board (two, used alternately like the task counters, and
     reset by the host, the node's first rank, while the other is in use): the number of ranks that ran
     out of work, and a word per rank: 0 busy, 1 waiting, 2 claimed by a sender, 3 record delivered; plus
@@ -370,7 +370,7 @@ class NodeMarket:
             pause = min(2 * pause, self.BACKOFF_S)
 
 
-class ClusterMarket(NodeMarket):
+class ClusterHandover(NodeHandover):
     """The same hand-over across nodes, where no memory is shared: the board lives on world rank 0 (its
     host) and is reached by MPI atomics; each rank's record slot and a delivery flag live in its own
     memory, where a sender puts the record, then sets the flag, so that a waiting rank polls only local
@@ -461,7 +461,7 @@ def fetch_and_op(win, target: int, index: int, value: int, op) -> int:
 
 def check_mpi_env() -> None:
     """Refuse a misspelt $ES_MPI_TASK_COUNTER or $ES_MPI_NODE_RANKS (bad input: exit 2 before any training)."""
-    from .config import ConfigError
+    from es_mpi.runs.job import ConfigError
 
     asked = os.environ.get(COUNTER_VAR, "")
     if asked and asked not in COUNTER_MODES:
@@ -498,7 +498,7 @@ def load_on_root(comm: LocalComm, load: Callable[[], tuple[dict, dict]],
     """Rank 0 runs `load` (reading files is rank 0's job) and every rank gets its header and the named
     arrays; if `load` refused the input, every rank gets {"error": message} instead, so that all of them
     can exit with status 2 instead of waiting for each other."""
-    from .config import ConfigError
+    from es_mpi.runs.job import ConfigError
 
     header, arrays = {}, {}
     if comm.rank == 0:

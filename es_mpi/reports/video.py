@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, EnvConfig
-from .report import import_extra
+from es_mpi.commands.report import import_extra
+from es_mpi.runs.job import ConfigError, EnvConfig
 
 # Extension: the module that writes it (imageio picks the plugin by extension).
 FORMATS = {".mp4": "imageio_ffmpeg", ".gif": "PIL"}
@@ -30,7 +30,7 @@ def check_video_path(path: Path) -> None:
 def rendering(cfg: EnvConfig) -> EnvConfig:
     """The same env, made able to return RGB frames; rendering changes nothing in the dynamics. es-mpi's
     own Atari env always can (the ALE screen)."""
-    from .atari import is_ale_id
+    from es_mpi.envs.atari import is_ale_id
 
     if is_ale_id(cfg.id):
         return cfg

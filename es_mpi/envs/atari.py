@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import ConfigError, EnvConfig
+from es_mpi.runs.job import ConfigError, EnvConfig
 
 SIZE = 84
 NOOP = 0  # ALE's action id for "no operation"

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from .config import ConfigError
-from .summary import group_runs, load_run, summary_rows, to_csv, to_markdown
+from es_mpi.reports.summary import group_runs, load_run, summary_rows, to_csv, to_markdown
+from es_mpi.runs.job import ConfigError
 
 INSTALL_HINT = "pip install 'es-mpi[report]'"
 
@@ -40,7 +40,7 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 def write_report(run_dirs: list[Path], out: Path, thresholds: dict[str, float]) -> list[Path]:
     """Learning curves per task, the time breakdown, and the summary as Markdown and CSV; returns the files."""
     import_extra("matplotlib", "es-mpi report")
-    from .plots import file_name, learning_curves, time_breakdown
+    from es_mpi.reports.plots import file_name, learning_curves, time_breakdown
 
     groups = group_runs([load_run(Path(d)) for d in run_dirs])
     out.mkdir(parents=True, exist_ok=True)

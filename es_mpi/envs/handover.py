@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .policy import MlpPolicy
-from .rollout import NOISE_BLOCK, Episode, EpisodeSpec, finish_episode
+from es_mpi.envs.rollout import NOISE_BLOCK, Episode, EpisodeSpec, finish_episode
+from es_mpi.policies.mlp import MlpPolicy
 
 _WORD = (1 << 64) - 1
 
@@ -81,8 +81,8 @@ def unpack(record: np.ndarray, env, make_spec: Callable[[int], EpisodeSpec]
 
 
 @dataclass
-class Exchange:
-    """One generation's hand-over between ranks: `market` moves records (es_mpi.mpi.NodeMarket or ClusterMarket),
+class HandoverRound:
+    """One generation's hand-over between ranks: `market` moves records (es_mpi.mpi.NodeHandover or ClusterHandover),
     `make_spec` rebuilds a received task's spec. Counts what this rank gave and how long it waited."""
 
     market: object

@@ -9,11 +9,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import __version__
-from .config import ConfigError
-from .obs_norm import ObsStats
-from .optimizers import OptimizerState
-from .state import TrainState
+from es_mpi import __version__
+from es_mpi.core.obs_stats import ObsStats
+from es_mpi.core.optimizers import OptimizerState
+from es_mpi.runs.job import ConfigError
+from es_mpi.runs.state import TrainState
 
 SCHEMA_VERSION = 1
 CHECKPOINT = "checkpoint.h5"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import BUDGET_KEYS, ConfigError, job_from_dict, parse_yaml
-from .metrics import METRICS, read_metrics, read_metrics_attrs
+from es_mpi.runs.job import BUDGET_KEYS, ConfigError, job_from_dict, parse_yaml
+from es_mpi.runs.metrics import METRICS, read_metrics, read_metrics_attrs
 
 # Evaluation return that counts as solving a task, where gymnasium's spec has no reward_threshold.
 # Humanoid: Salimans et al. 2017, section 4.1 (timesteps to reach a score of 6000).
