@@ -13,7 +13,7 @@ Prints a table and writes JSON (default bench/out/atari.json).
 
 from __future__ import annotations
 
-from es_mpi.parallel.threads import pin_blas_threads  # noqa: E402
+from es_mpi.parallel.threads import pin_blas_threads
 
 pin_blas_threads()
 

@@ -19,14 +19,13 @@ the floor uses), so their waiting is far above a longer run's. Prints and writes
 
 from __future__ import annotations
 
-import os
-
-from es_mpi.parallel.threads import pin_blas_threads  # noqa: E402
+from es_mpi.parallel.threads import pin_blas_threads
 
 pin_blas_threads()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402

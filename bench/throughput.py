@@ -12,14 +12,13 @@ measured in the same run. Prints a table and writes JSON (default bench/out/thro
 
 from __future__ import annotations
 
-import os
-
-from es_mpi.parallel.threads import pin_blas_threads  # noqa: E402
+from es_mpi.parallel.threads import pin_blas_threads
 
 pin_blas_threads()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
