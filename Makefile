@@ -7,7 +7,9 @@ PYTHON  ?= python3
 EXTRAS  ?= mpich,dev,report
 RANKS   ?= 2
 JOB     ?= jobs/default.yaml
-RUN_DIR ?= results/runs/default-$(shell date +%Y%m%d-%H%M%S)
+# Empty: the CLI's own default, results/runs/<job file name>-seed<seed> (results/runs/default-seed0), which
+# every example in the READMEs uses; with --resume auto a second `make run` continues or reports that run.
+RUN_DIR ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Debian libraries for offscreen MuJoCo rendering (eval --video) and shellcheck for the Slurm scripts'
 # lint test. The Slurm tests install their own cluster packages (tests/cluster/start_slurm.sh).
@@ -25,7 +27,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	mpiexec -n $(RANKS) es-mpi train $(JOB) --run-dir $(RUN_DIR)
+	mpiexec -n $(RANKS) es-mpi train $(JOB) --resume auto$(if $(RUN_DIR), --run-dir $(RUN_DIR))
 
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
