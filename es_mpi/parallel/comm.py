@@ -1,4 +1,5 @@
-"""The only module that talks MPI. Everything else takes a `Comm` and runs unchanged on one process.
+"""The only module that talks MPI. Everything else takes a `LocalComm` (or its subclass `MpiComm`) and runs
+unchanged on one process.
 
 No pickle crosses ranks: start-up messages are JSON text and raw numpy buffers. Within a node, ranks
 share memory (MPI-3 shared windows) for the noise table, the gradient, the task counter and the board
@@ -7,7 +8,6 @@ over which they hand episodes in flight to each other.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import sys
@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from es_mpi.parallel.windows import Windows, fetch_and_op
 
 _POLL_S = 1e-4
 # Which atomic counter hands out tasks: 'node' (node-shared memory) or 'global' (one on rank 0).
@@ -107,54 +109,20 @@ class MpiComm(LocalComm):
         leader = np.array([self.rank], np.int64)
         self.node.Bcast(leader, root=0)
         comm.Allgather(leader, self.node_of)
-        self._windows = []
-        self._locked = []  # windows open for passive-target atomics (Lock_all) until the exit hook
+        self.windows = Windows(MPI, comm, self.node)
         self._first_pending = False  # this rank's fixed first task (global counter) not yet taken
         # Two counters used alternately by successive generations: their owner resets the next
         # generation's counter while the other is in use, so no extra synchronisation is needed.
         self.nodes = len(set(self.node_of.tolist()))
         self.counter = task_counter_mode(self.nodes)
         if self.counter == "node":
-            _, win = self._shared_window(2, np.int64)
+            _, win = self.windows.shared_window(2, np.int64)
             self._counter_win, self._counter_owner, self._counter_host = win, 0, self.node_rank == 0
         else:
             # Cross-node: rank 0 holds the counter; MPICH serves remote atomics only while the target is in
             # MPI, so rank 0 polls (progress_hook) during its episodes.
-            win = self.world_window(2 if self.rank == 0 else 0, 8)
+            win = self.windows.world_window(2 if self.rank == 0 else 0, 8)
             self._counter_win, self._counter_owner, self._counter_host = win, 0, self.rank == 0
-        atexit.register(self._free_windows)
-
-    def _open_for_atomics(self, win) -> None:
-        """Start a passive-target epoch on `win` (MPI atomics and Win.Sync need one) until the exit hook."""
-        win.Lock_all()
-        self._locked.append(win)
-
-    def world_window(self, words: int, unit: int) -> Any:
-        """A window over all ranks with `words` zeroed 8-byte words of this rank's own memory (addressed in
-        units of `unit` bytes), open for atomics: what remote ranks reach when no memory is shared."""
-        win = self.MPI.Win.Allocate(8 * words, unit, comm=self.comm)
-        if words:
-            np.frombuffer(win.tomemory(), dtype=np.int64)[:] = 0
-        self.comm.Barrier()
-        self._windows.append(win)
-        self._open_for_atomics(win)
-        return win
-
-    def _shared_window(self, size: int, dtype: Any) -> tuple[np.ndarray, Any]:
-        """A zeroed node-shared array and its window, open for atomics: counters and boards."""
-        arr = self.node_array(size, dtype)
-        win = self._windows[-1]
-        self._open_for_atomics(win)
-        return arr, win
-
-    def _free_windows(self) -> None:
-        """Close the RMA windows before mpi4py finalizes MPI (its own exit hook, registered earlier, runs
-        later): an open window makes UCX print warnings at the end of every run. Collective: every rank
-        gets here when the run ends normally, after the trainer's final barrier."""
-        for win in self._locked:
-            win.Unlock_all()
-        for win in reversed(self._windows):
-            win.Free()
 
     def _bcast_bytes(self, data: bytes | None) -> bytes:
         n = np.array([len(data) if self.rank == 0 else 0], dtype=np.int64)
@@ -189,18 +157,7 @@ class MpiComm(LocalComm):
         return out
 
     def node_array(self, size: int, dtype: Any, fill: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        nbytes = size * dtype.itemsize if self.node_rank == 0 else 0
-        win = self.MPI.Win.Allocate_shared(nbytes, dtype.itemsize, comm=self.node)
-        self._windows.append(win)
-        buf, _ = win.Shared_query(0)
-        arr = np.ndarray(buffer=buf, dtype=dtype, shape=(size,))
-        if self.node_rank == 0:
-            arr[...] = 0
-            if fill:
-                fill(arr)
-        self.node.Barrier()
-        return arr
+        return self.windows.node_array(size, dtype, fill)
 
     def node_slice(self, n: int) -> tuple[int, int]:
         return n * self.node_rank // self.node_size, n * (self.node_rank + 1) // self.node_size
@@ -235,7 +192,7 @@ class MpiComm(LocalComm):
 
     def progress_hook(self) -> Callable[[], None] | None:
         """Rank 0 hosts the global counter and, across nodes, the hand-over board."""
-        return self.comm.Iprobe if self.counter == "global" and self.rank == 0 else None
+        return self.windows.progress if self.counter == "global" and self.rank == 0 else None
 
     def _counted_tasks(self, total: int) -> tuple[np.ndarray, int]:
         """The tasks this rank's counter hands out, and how many of them go out before the counter: the
@@ -293,8 +250,8 @@ class NodeHandover:
 
     def __init__(self, comm: MpiComm, dtype: np.dtype) -> None:
         self.MPI, self.me, self.n = comm.MPI, comm.node_rank, comm.node_size
-        self.mailbox, self.mailbox_win = comm._shared_window(self.n, dtype)
-        self.board, self.win = comm._shared_window(2 * (self.n + 1), np.int64)
+        self.mailbox, self.mailbox_win = comm.windows.shared_window(self.n, dtype)
+        self.board, self.win = comm.windows.shared_window(2 * (self.n + 1), np.int64)
         self.base = 0
 
     def begin(self, generation: int) -> None:
@@ -385,13 +342,13 @@ class ClusterHandover(NodeHandover):
 
     def __init__(self, comm: MpiComm, dtype: np.dtype) -> None:
         self.MPI, self.me, self.n, self.dtype = comm.MPI, comm.rank, comm.size, dtype
-        self.win = comm.world_window(2 * (self.n + 1) if self.me == 0 else 0, 8)
+        self.win = comm.windows.world_window(2 * (self.n + 1) if self.me == 0 else 0, 8)
         # byte 0: the delivery flag (int64), from byte 8: the record
-        self.slot_win = comm.world_window(1 + -(-dtype.itemsize // 8), 1)
+        self.slot_win = comm.windows.world_window(1 + -(-dtype.itemsize // 8), 1)
         self.slot = np.frombuffer(self.slot_win.tomemory(), np.uint8)
-        self.cache, self.cache_win = comm._shared_window(2, np.int64)  # (generation << 32 | idle, time in ns)
+        self.cache, self.cache_win = comm.windows.shared_window(2, np.int64)  # (generation << 32 | idle, time in ns)
         self.mates = np.flatnonzero(comm.node_of == comm.node_of[self.me])
-        self.progress = comm.comm.Iprobe
+        self.progress = comm.windows.progress
         self.base, self.generation = 0, 0
 
     def begin(self, generation: int) -> None:
@@ -449,14 +406,6 @@ class ClusterHandover(NodeHandover):
 
     def wanted(self) -> bool:
         return self._idle(self.CACHE_S) > 0
-
-
-def fetch_and_op(win, target: int, index: int, value: int, op) -> int:
-    """One int64 atomic on `target`'s memory of `win` at `index`, completed before returning; the old value."""
-    result = np.empty(1, np.int64)
-    win.Fetch_and_op(np.array([value], np.int64), result, target, index, op)
-    win.Flush(target)
-    return int(result[0])
 
 
 def check_mpi_env() -> None:
