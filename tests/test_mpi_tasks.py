@@ -20,9 +20,9 @@ for g in range(6):  # several generations: the two counters alternate and are re
     # (global counter); once every task is out it is 0.
     share = comm.fair_share(g, total)
     comm.barrier()
-    counted = total - (comm.size if comm.counter == "global" else 0)
-    sharers = comm.size if comm.counter == "global" else comm.node_size
-    assert share() == -(-counted // sharers) + (comm.counter == "global"), (g, share())
+    counted = total - (comm.size if comm.counters.mode == "global" else 0)
+    sharers = comm.size if comm.counters.mode == "global" else comm.node_size
+    assert share() == -(-counted // sharers) + (comm.counters.mode == "global"), (g, share())
     comm.barrier()
     mine = np.array(list(comm.tasks(g, total)), dtype=np.float64)
     comm.barrier()
@@ -32,7 +32,7 @@ for g in range(6):  # several generations: the two counters alternate and are re
     static = np.array(list(comm.tasks(g, total, dynamic=False)), dtype=np.float64)
     assert static.tolist() == list(range(comm.rank, total, comm.size))
 if comm.rank == 0:
-    print("tasks ok", comm.counter)
+    print("tasks ok", comm.counters.mode)
 """
 
 

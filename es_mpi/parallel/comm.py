@@ -17,15 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from es_mpi.parallel.tasks import COUNTER_MODES, COUNTER_VAR, TaskCounters
 from es_mpi.parallel.windows import Windows, fetch_and_op
 
 _POLL_S = 1e-4
-# Which atomic counter hands out tasks: 'node' (node-shared memory) or 'global' (one on rank 0).
-# Unset: 'node' when all ranks share a node, else 'global'.
-COUNTER_VAR = "ES_MPI_TASK_COUNTER"
-COUNTER_MODES = ("node", "global")
 # Ranks per node as es-mpi sees it: each machine's ranks split into groups of this many consecutive ranks,
-# each group with its own shared memory (and, with the node counter, its own counter and hand-over board).
+# each group with its own shared memory (and, with the node counters, its own counters and hand-over board).
 # Unset: one node per machine. It lets the multi-node paths run (and be tested) on one machine.
 NODE_RANKS_VAR = "ES_MPI_NODE_RANKS"
 
@@ -109,20 +106,9 @@ class MpiComm(LocalComm):
         leader = np.array([self.rank], np.int64)
         self.node.Bcast(leader, root=0)
         comm.Allgather(leader, self.node_of)
-        self.windows = Windows(MPI, comm, self.node)
-        self._first_pending = False  # this rank's fixed first task (global counter) not yet taken
-        # Two counters used alternately by successive generations: their owner resets the next
-        # generation's counter while the other is in use, so no extra synchronisation is needed.
         self.nodes = len(set(self.node_of.tolist()))
-        self.counter = task_counter_mode(self.nodes)
-        if self.counter == "node":
-            _, win = self.windows.shared_window(2, np.int64)
-            self._counter_win, self._counter_owner, self._counter_host = win, 0, self.node_rank == 0
-        else:
-            # Cross-node: rank 0 holds the counter; MPICH serves remote atomics only while the target is in
-            # MPI, so rank 0 polls (progress_hook) during its episodes.
-            win = self.windows.world_window(2 if self.rank == 0 else 0, 8)
-            self._counter_win, self._counter_owner, self._counter_host = win, 0, self.rank == 0
+        self.windows = Windows(MPI, comm, self.node)
+        self.counters = TaskCounters(self)
 
     def _bcast_bytes(self, data: bytes | None) -> bytes:
         n = np.array([len(data) if self.rank == 0 else 0], dtype=np.int64)
@@ -170,58 +156,22 @@ class MpiComm(LocalComm):
 
     def tasks(self, generation: int, total: int, dynamic: bool = True) -> Iterator[int]:
         """Static: task t runs on rank t mod size. Dynamic: a free rank takes the next task from an atomic
-        counter. With the `node` counter (the default on one node) the counter sits in node-shared memory
-        and covers the tasks the static rule gives the node's ranks; with `global` (the default across
-        nodes) rank 0 holds one counter for all tasks, and each rank's first task is its own rank number,
-        so no rank waits for rank 0 to start."""
+        counter (es_mpi.parallel.tasks)."""
         if not dynamic:
-            yield from range(self.rank, total, self.size)
-            return
-        slot = generation % 2
-        if self._counter_host:
-            self._fetch_add(1 - slot, 0, self.MPI.REPLACE)
-        tasks, first = self._counted_tasks(total)
-        if first and self.rank < total:
-            self._first_pending = False
-            yield self.rank
-        while True:
-            i = first + self._fetch_add(slot, 1, self.MPI.SUM)
-            if i >= tasks.size:
-                return
-            yield int(tasks[i])
+            return iter(range(self.rank, total, self.size))
+        return self.counters.tasks(generation, total)
 
     def progress_hook(self) -> Callable[[], None] | None:
-        """Rank 0 hosts the global counter and, across nodes, the hand-over board."""
-        return self.windows.progress if self.counter == "global" and self.rank == 0 else None
-
-    def _counted_tasks(self, total: int) -> tuple[np.ndarray, int]:
-        """The tasks this rank's counter hands out, and how many of them go out before the counter: the
-        node's share under the static rule (none before), or all tasks with each rank's first fixed."""
-        if self.counter == "node":
-            return np.flatnonzero(self.node_of[np.arange(total) % self.size] == self.node_of[self.rank]), 0
-        return np.arange(total), self.size
+        """Rank 0 hosts the global counters and, across nodes, the hand-over board."""
+        return self.windows.progress if self.counters.mode == "global" and self.rank == 0 else None
 
     def fair_share(self, generation: int, total: int) -> Callable[[], int] | None:
-        """Counts this rank's fixed first task (global counter) until it takes it: otherwise at 1,440
-        ranks and 10,015 tasks every rank would start 6 episodes instead of 7, and the 1,375 left over
-        would run alone at the end while the ranks without one wait."""
-        tasks, first = self._counted_tasks(total)
-        sharers = self.node_size if self.counter == "node" else self.size
-        self._first_pending = bool(first) and self.rank < total
-
-        def share() -> int:
-            left = tasks.size - first - self._fetch_add(generation % 2, 0, self.MPI.SUM)
-            return max(0, -(-left // sharers)) + self._first_pending
-
-        return share
-
-    def _fetch_add(self, slot: int, value: int, op) -> int:
-        return fetch_and_op(self._counter_win, self._counter_owner, slot, value, op)
+        return self.counters.fair_share(generation, total)
 
     def handover(self, dtype: np.dtype) -> NodeHandover | None:
-        """Across nodes with the global counter, a market on rank 0; else within the node, in node-shared
-        memory (so that the `node` counter keeps all one-sided traffic within nodes)."""
-        if self.nodes > 1 and self.counter == "global":
+        """Across nodes with the global counters, a market on rank 0; else within the node, in node-shared
+        memory (so that the `node` counters keep all one-sided traffic within nodes)."""
+        if self.nodes > 1 and self.counters.mode == "global":
             return ClusterHandover(self, dtype)
         return NodeHandover(self, dtype) if self.node_size > 1 else None
 
@@ -425,13 +375,6 @@ def node_ranks() -> int:
     """$ES_MPI_NODE_RANKS (the CLI refuses bad values before start-up), 0 when unset."""
     group = os.environ.get(NODE_RANKS_VAR, "")
     return int(group) if group.isdigit() else 0
-
-
-def task_counter_mode(nodes: int) -> str:
-    """The counter $ES_MPI_TASK_COUNTER asks for (the CLI refuses other values before start-up), else
-    'node' on one node and 'global' across several."""
-    asked = os.environ.get(COUNTER_VAR, "")
-    return asked if asked in COUNTER_MODES else ("node" if nodes == 1 else "global")
 
 
 def _wait_politely(request) -> None:
