@@ -137,11 +137,11 @@ def test_a_rank_killed_by_the_system_ends_the_job(tmp_path):
 
 
 @pytest.mark.mpi
-def test_nan_return_is_reported_with_pair_and_generation_not_used(tmp_path):
+def test_nan_return_is_reported_with_episode_and_generation_not_used(tmp_path):
     run = tmp_path / "run"
     proc = run_cli(["train", faulty_job(tmp_path, "nan"), "--run-dir", run], ranks=2, timeout=60, env=FAULTY_ENV)
     assert proc.returncode == 1
-    assert proc.stderr.count("non-finite") == 1 and "generation 0: pair" in proc.stderr, proc.stderr
+    assert proc.stderr.count("non-finite") == 1 and "generation 0: episode" in proc.stderr, proc.stderr
     assert not (run / "checkpoint.h5").exists()
 
 
@@ -157,16 +157,18 @@ class SplitBrainComm(LocalComm):
 
 
 def test_replica_drift_stops_the_run_with_a_clear_error(tmp_path):
-    from es_mpi.engine.loop import build_context, generation, initial_state
+    from es_mpi.engine.context import build_context
+    from es_mpi.engine.loop import generation
     from es_mpi.envs.make import make_env
     from es_mpi.policies.make import make_policy
+    from es_mpi.runs.state import initial_state
 
     job = load_job(write_job(tmp_path / "j.yaml", tiny_job(es={"pairs": 2})))
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
     ctx = build_context(job, SplitBrainComm(), env, limit, policy)
     with pytest.raises(TrainingError, match="drifted"):
-        generation(ctx, initial_state(job, policy, limit), False)
+        generation(ctx, initial_state(ctx.strategy), 0)
 
 
 # --- security basics ---------------------------------------------------------------------------------

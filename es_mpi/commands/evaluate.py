@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from es_mpi.core import seeds
-from es_mpi.core.obs_stats import ObsStats, normaliser
 from es_mpi.envs.make import make_env
 from es_mpi.envs.rollout import run_episode
 from es_mpi.parallel.comm import LocalComm, get_comm, load_on_root
 from es_mpi.policies.make import make_policy
 from es_mpi.reports.video import FrameRecorder, check_video_path, render_problem, rendering, write_video
-from es_mpi.runs.checkpoint import CHECKPOINT, read_checkpoint
-from es_mpi.runs.job import ConfigError, job_from_dict, parse_yaml
+from es_mpi.runs.checkpoint import CHECKPOINT, checkpoint_job, read_checkpoint
+from es_mpi.runs.job import ConfigError, job_from_dict
+from es_mpi.runs.state import REF_BATCH, load_state
+from es_mpi.strategies import STRATEGIES
 
 # Seed purpose of checkpoint evaluations; seeds.py's purposes are 0..5, so no stream is shared.
 CHECKPOINT_EVAL = 1000
@@ -42,13 +43,20 @@ def _load(args) -> tuple[dict, dict]:
             raise ConfigError(f"{flag} {name}: directory {Path(name).parent} does not exist")
     if args.video:
         check_video_path(Path(args.video))
-    state, attrs = read_checkpoint(run_dir / CHECKPOINT)
-    source = f"{run_dir / CHECKPOINT}:job_yaml"
-    job = job_from_dict(parse_yaml(str(attrs.get("job_yaml", "")), source), source)
-    header = {"job": job.to_dict(), "source": source, "generation": state.generation,
+    path = run_dir / CHECKPOINT
+    saved, attrs = read_checkpoint(path)
+    job = checkpoint_job(attrs, path)
+    env, limit = make_env(job.env, str(path))
+    policy = make_policy(job.policy, env, saved.arrays.get(REF_BATCH), str(path))
+    strategy = STRATEGIES[job.strategy.kind](job, policy, limit)
+    state = load_state(saved, strategy, str(path))
+    mean, std = strategy.normaliser(state.strategy)
+    header = {"job": job.to_dict(), "source": f"{path}:job_yaml", "generation": state.generation,
               "timesteps": state.timesteps}
+    empty = np.zeros(0, np.float32)
     ref_batch = state.ref_batch if state.ref_batch is not None else np.zeros(0, np.uint8)
-    return header, {"theta": state.theta, "obs": state.obs.pack(), "ref_batch": ref_batch}
+    return header, {"theta": strategy.bases(state.strategy)[0], "mean": empty if mean is None else mean,
+                    "std": empty if std is None else std, "ref_batch": ref_batch}
 
 
 class _Progress:
@@ -82,8 +90,8 @@ def _evaluate(comm: LocalComm, header: dict, got: dict, args) -> np.ndarray:
         raise ConfigError(problem or "rank 0 cannot render")
     ref_batch = got["ref_batch"] if got["ref_batch"].size else None
     policy = make_policy(job.policy, env, ref_batch, header["source"])
-    theta, obs = got["theta"], got["obs"]
-    mean, std = normaliser(ObsStats.unpack(obs), job.policy.obs_norm)
+    theta = got["theta"]
+    mean, std = (got["mean"], got["std"]) if got["mean"].size else (None, None)
     mine = range(comm.rank, args.episodes, comm.size)
     progress = _Progress(len(mine), f" (rank 0 of {comm.size})" if comm.size > 1 else "")
     rows = []
@@ -108,7 +116,7 @@ def eval_command(args) -> int:
         # Headless offscreen rendering; must be set before mujoco is first imported.
         os.environ.setdefault("MUJOCO_GL", "egl")
     comm = get_comm()
-    header, got = load_on_root(comm, lambda: _load(args), ("theta", "obs", "ref_batch"))
+    header, got = load_on_root(comm, lambda: _load(args), ("theta", "mean", "std", "ref_batch"))
     if "error" not in header:
         try:
             rows = _evaluate(comm, header, got, args)

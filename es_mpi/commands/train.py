@@ -22,15 +22,18 @@ def _install_abort_hook(comm) -> None:
 
 
 def _startup(args) -> tuple[dict, dict]:
-    """Rank 0: validate everything and open the run directory before any rank does MPI work."""
-    import numpy as np
+    """Rank 0: validate everything and open the run directory before any rank does MPI work. Returns the
+    start-up header (JSON) and the start state's arrays."""
+    from dataclasses import replace
 
-    from es_mpi.engine.loop import initial_state
     from es_mpi.envs.make import make_env
     from es_mpi.parallel.comm import check_mpi_env
     from es_mpi.policies.make import make_policy
+    from es_mpi.policies.reference_batch import collect_reference_batch
     from es_mpi.runs.job import ConfigError, load_job
     from es_mpi.runs.rundir import default_run_dir, open_run
+    from es_mpi.runs.state import initial_state, load_state, save_state
+    from es_mpi.strategies import STRATEGIES
 
     check_mpi_env()
     job = load_job(args.job, args.overrides)
@@ -41,32 +44,23 @@ def _startup(args) -> tuple[dict, dict]:
             f"{args.job}: es.noise_table_size {job.es.noise_table_size:,} is smaller than the policy's "
             f"{policy.num_params:,} parameters; raise it (the paper used 250000000)"
         )
+    strategy = STRATEGIES[job.strategy.kind](job, policy, limit)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.job, job)
-    state, attrs, notice = open_run(run_dir, job, args.resume)
-    resumed = state is not None
-    if state is None:
-        state = initial_state(job, policy, limit)
-    elif state.theta.size != policy.num_params:
-        raise ConfigError(f"{run_dir}: checkpoint has {state.theta.size} parameters, the job's policy "
+    saved, attrs, notice = open_run(run_dir, job, args.resume)
+    state = initial_state(strategy) if saved is None else load_state(saved, strategy, str(run_dir))
+    size = strategy.bases(state.strategy)[0].size
+    if size != policy.num_params:
+        raise ConfigError(f"{run_dir}: checkpoint has {size} parameters, the job's policy "
                           f"{policy.num_params}; use another --run-dir")
     if job.policy.kind == "cnn" and state.ref_batch is None:
-        from dataclasses import replace
-
-        from es_mpi.policies.reference_batch import collect_reference_batch
-
         state = replace(state, ref_batch=collect_reference_batch(env, job.policy.ref_batch, job.run.seed))
     if notice:
         print(f"es-mpi: notice: {notice}", file=sys.stderr, flush=True)
-    header = {
-        "job": job.to_dict(), "source": args.job, "run_dir": str(run_dir), "resumed": resumed,
-        "generation": state.generation, "timesteps": state.timesteps, "episodes": state.episodes,
-        "episode_cap": state.episode_cap, "wall_s": state.wall_s, "opt_step": state.opt.step,
-        "obs_count": state.obs.count, "noise_fingerprint": attrs.get("noise_fingerprint"),
-    }
-    arrays = {"theta": state.theta, "m": state.opt.m, "v": state.opt.v, "obs_sum": state.obs.total,
-              "obs_sumsq": state.obs.total_sq,
-              "ref_batch": state.ref_batch if state.ref_batch is not None else np.zeros(0, np.uint8)}
-    return header, arrays
+    start = save_state(state, strategy)
+    header = {"job": job.to_dict(), "source": args.job, "run_dir": str(run_dir), "resumed": saved is not None,
+              "noise_fingerprint": attrs.get("noise_fingerprint"), "scalars": start.scalars,
+              "arrays": list(start.arrays)}
+    return header, start.arrays
 
 
 def train_command(args) -> int:
@@ -79,11 +73,19 @@ def train_command(args) -> int:
     comm = get_comm()
     if comm.size > 1:
         _install_abort_hook(comm)
-    header, got = load_on_root(comm, lambda: _startup(args), ("theta", "m", "v", "obs_sum", "obs_sumsq", "ref_batch"))
+    arrays: dict = {}
+
+    def load() -> tuple[dict, dict]:
+        header, start = _startup(args)
+        arrays.update(start)
+        return header, {}
+
+    header, _ = load_on_root(comm, load, ())
     if "error" in header:
         if comm.rank == 0:
             print(f"es-mpi: error: {header['error']}", file=sys.stderr)
         return 2
+    got = {name: comm.bcast_array(arrays.get(name)) for name in header["arrays"]}
     try:
         return _train_all_ranks(comm, header, got, stop)
     except (ConfigError, TrainingError) as exc:
@@ -95,25 +97,20 @@ def train_command(args) -> int:
 
 def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
     from es_mpi.core.noise import noise_fingerprint
-    from es_mpi.core.obs_stats import ObsStats
-    from es_mpi.core.optimizers import OptimizerState
-    from es_mpi.engine.loop import build_context, train
+    from es_mpi.engine.context import build_context
+    from es_mpi.engine.loop import train
     from es_mpi.envs.make import make_env
     from es_mpi.policies.make import make_policy
     from es_mpi.runs.job import ConfigError, job_from_dict
     from es_mpi.runs.rundir import Recorder
-    from es_mpi.runs.state import TrainState
+    from es_mpi.runs.state import load_state
+    from es_mpi.strategies.base import Saved
 
     job = job_from_dict(header["job"], header["source"])
-    state = TrainState(
-        header["generation"], header["timesteps"], header["episodes"], header["episode_cap"], header["wall_s"],
-        got["theta"], OptimizerState(header["opt_step"], got["m"], got["v"]),
-        ObsStats(header["obs_count"], got["obs_sum"], got["obs_sumsq"]),
-        got["ref_batch"] if got["ref_batch"].size else None,
-    )
     env, limit = make_env(job.env, header["source"])
-    policy = make_policy(job.policy, env, state.ref_batch, header["source"])
+    policy = make_policy(job.policy, env, got.get("ref_batch"), header["source"])
     ctx = build_context(job, comm, env, limit, policy)
+    state = load_state(Saved(got, header["scalars"]), ctx.strategy, header["run_dir"])
     fingerprint = noise_fingerprint(ctx.noise)
     if header["resumed"] and header["noise_fingerprint"] not in (None, fingerprint):
         raise ConfigError(f"{header['run_dir']}: the checkpoint was made with a different noise table "
@@ -123,10 +120,10 @@ def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
         run_dir = Path(header["run_dir"])
         identity = {"noise_fingerprint": fingerprint, "num_params": policy.num_params,
                     "env_id": job.env.id}
-        record = Recorder(run_dir, job, state, identity)
+        record = Recorder(run_dir, job, ctx.strategy, state, identity)
         what = f"resuming at generation {state.generation}" if header["resumed"] else "new run"
-        print(f"es-mpi: {what} in {run_dir}: {job.env.id}, {policy.num_params:,} parameters, "
-              f"{job.es.pairs} pairs/generation, {comm.size} rank(s)", flush=True)
+        print(f"es-mpi: {what} in {run_dir}: {job.env.id}, {job.strategy.kind}, {policy.num_params:,} "
+              f"parameters, {comm.size} rank(s)", flush=True)
     code, state = train(ctx, state, record, stop)
     if record:
         record.close(state, code)

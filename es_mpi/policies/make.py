@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from es_mpi.policies.cnn import make_cnn_policy
+from es_mpi.policies.cnn import CnnPolicy, make_cnn_policy
 from es_mpi.policies.mlp import MlpPolicy
 from es_mpi.runs.job import ConfigError
 
+Policy = MlpPolicy | CnnPolicy
 
-def make_policy(policy_cfg, env, ref_batch: np.ndarray | None = None, source: str = "job"):
+
+def make_policy(policy_cfg, env, ref_batch: np.ndarray | None = None, source: str = "job") -> Policy:
     """The policy the job describes, sized for `env`: an MlpPolicy for Box observations and actions, a
     CnnPolicy (kind cnn) for ALE image observations and discrete actions, which normalises with the
     run's reference batch `ref_batch` (None until it is collected)."""

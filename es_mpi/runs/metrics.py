@@ -15,7 +15,7 @@ import numpy as np
 
 METRICS = "metrics.h5"
 
-# name: (dtype, units, description)
+# The engine's columns, name: (dtype, units, description); a strategy adds its own (Strategy.columns).
 COLUMNS: dict[str, tuple[str, str, str]] = {
     "generation": ("i8", "1", "generation index, from 0"),
     "timesteps": ("i8", "steps", "training env steps spent after this generation"),
@@ -29,9 +29,6 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
                    "generation sooner (-1 in rows written before this column existed)"),
     "eval_return": ("f8", "return", "mean return of the noiseless policy (NaN when not evaluated)"),
     "eval_length": ("f8", "steps", "mean length of the evaluation episodes (NaN when not evaluated)"),
-    "episode_cap": ("i8", "steps", "step limit of this generation's training episodes"),
-    "theta_norm": ("f8", "1", "L2 norm of the parameters after the update"),
-    "grad_norm": ("f8", "1", "L2 norm of the ES gradient estimate"),
     "wall_s": ("f8", "s", "training wall time after this generation, over all restarts"),
     "generation_s": ("f8", "s", "wall time of this generation"),
     "rollout_s": ("f8", "s", "mean over ranks of the time spent running episodes"),
@@ -58,14 +55,15 @@ class MetricsLog:
     writer (SWMR consistency flags) or written by an older format would otherwise refuse to reopen.
     """
 
-    def __init__(self, run_dir: Path, keep_rows: int, attrs: dict) -> None:
+    def __init__(self, run_dir: Path, keep_rows: int, attrs: dict, columns: dict[str, tuple[str, str, str]]) -> None:
+        self.columns = {**COLUMNS, **columns}
         path = Path(run_dir) / METRICS
         old = {k: v[:keep_rows] for k, v in read_metrics(run_dir).items()} if path.exists() else {}
         kept = len(old.get("generation", ()))
         tmp = path.with_name("." + METRICS + ".tmp")
         # SWMR needs the latest file format, and no new datasets or attributes once it is on.
         with h5py.File(tmp, "w", libver="latest") as f:
-            for name, (dtype, units, description) in COLUMNS.items():
+            for name, (dtype, units, description) in self.columns.items():
                 data = old.get(name, np.full(kept, np.nan if dtype == "f8" else -1, dtype))
                 ds = f.create_dataset(name, data=data, maxshape=(None,), dtype=dtype, chunks=(256,))
                 ds.attrs["units"], ds.attrs["description"] = units, description
@@ -83,7 +81,7 @@ class MetricsLog:
         self.file.swmr_mode = True
 
     def append(self, row: dict) -> None:
-        missing = set(COLUMNS) - set(row)
+        missing = set(self.columns) - set(row)
         if missing:
             raise KeyError(f"metrics row lacks {sorted(missing)}")
         times = self.file[RANK_TIMES]
@@ -92,7 +90,7 @@ class MetricsLog:
         times.resize((n + 1, ranks, len(RANK_PARTS)))
         times[n, : len(row[RANK_TIMES])] = row[RANK_TIMES]
         # `generation` last: readers take a row as complete once its generation number is there.
-        for name in sorted(COLUMNS, key=lambda c: c == "generation"):
+        for name in sorted(self.columns, key=lambda c: c == "generation"):
             ds = self.file[name]
             ds.resize((n + 1,))
             ds[n] = row[name]

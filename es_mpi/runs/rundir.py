@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from es_mpi.engine.loop import progress_line
-from es_mpi.runs.checkpoint import CHECKPOINT, PREVIOUS, read_checkpoint, write_checkpoint
+from es_mpi.runs.checkpoint import CHECKPOINT, PREVIOUS, checkpoint_job, read_checkpoint, write_checkpoint
 from es_mpi.runs.job import BUDGET_KEYS, ConfigError, Job, job_from_dict, parse_yaml
 from es_mpi.runs.metrics import MetricsLog
-from es_mpi.runs.state import TrainState
+from es_mpi.runs.state import TrainState, descriptions, save_state
+from es_mpi.strategies.base import Saved, Strategy
 
 JOB_FILE = "job.yaml"
 
@@ -45,8 +46,8 @@ def _refuse_other_job(stored: Job, job: Job, where: Path) -> None:
         )
 
 
-def open_run(run_dir: Path, job: Job, resume: str) -> tuple[TrainState | None, dict, str]:
-    """Check `run_dir` against the job and the resume mode. Returns the checkpoint's state and root
+def open_run(run_dir: Path, job: Job, resume: str) -> tuple[Saved | None, dict, str]:
+    """Check `run_dir` against the job and the resume mode. Returns the checkpoint's saved state and root
     attributes, or (None, {}) to start fresh, and a notice for the user ("" if none). Raises ConfigError,
     touching nothing, when the directory must not be used."""
     ckpt = run_dir / CHECKPOINT
@@ -67,15 +68,14 @@ def open_run(run_dir: Path, job: Job, resume: str) -> tuple[TrainState | None, d
         return None, {}, ""
     notice = ""
     try:
-        state, attrs = read_checkpoint(ckpt)
+        saved, attrs = read_checkpoint(ckpt)
     except ConfigError as exc:
         if resume != "auto" or not previous.exists():
             raise
-        state, attrs = read_checkpoint(previous)
-        notice = f"{exc}; resuming from {previous} (generation {state.generation}) instead"
-    stored_job = job_from_dict(parse_yaml(str(attrs.get("job_yaml", "")), f"{ckpt}:job_yaml"), f"{ckpt}:job_yaml")
-    _refuse_other_job(stored_job, job, ckpt)
-    return state, attrs, notice
+        saved, attrs = read_checkpoint(previous)
+        notice = f"{exc}; resuming from {previous} (generation {attrs.get('generation')}) instead"
+    _refuse_other_job(checkpoint_job(attrs, ckpt), job, ckpt)
+    return saved, attrs, notice
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
@@ -90,12 +90,12 @@ def _write_text_atomically(path: Path, text: str) -> None:
 class Recorder:
     """Rank 0's writer: metrics row and progress line every generation, checkpoints when asked."""
 
-    def __init__(self, run_dir: Path, job: Job, state: TrainState, identity: dict) -> None:
-        self.run_dir, self.job = run_dir, job
+    def __init__(self, run_dir: Path, job: Job, strategy: Strategy, state: TrainState, identity: dict) -> None:
+        self.run_dir, self.job, self.strategy = run_dir, job, strategy
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_text_atomically(run_dir / JOB_FILE, job.to_yaml())
         self.attrs = {"job_yaml": job.to_yaml(), "job_digest": job.digest(), **identity}
-        self.metrics = MetricsLog(run_dir, state.generation, self.attrs)
+        self.metrics = MetricsLog(run_dir, state.generation, self.attrs, strategy.columns)
         self.stop_signal = 0
 
     def __call__(self, state: TrainState, row: dict, checkpoint: bool) -> None:
@@ -103,7 +103,7 @@ class Recorder:
         self.metrics.append(row)
         print(progress_line(self.job, row), flush=True)
         if checkpoint:
-            write_checkpoint(self.run_dir, state, self.attrs)
+            write_checkpoint(self.run_dir, save_state(state, self.strategy), descriptions(self.strategy), self.attrs)
 
     def close(self, state: TrainState, code: int) -> None:
         self.metrics.close()

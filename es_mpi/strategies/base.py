@@ -1,0 +1,150 @@
+"""The seam between the engine and an algorithm.
+
+A strategy lists a generation's episodes as recipes (a `Plan`): which of its parameter vectors, which
+noise-table offset and scale, which env seed and cap. Any rank rebuilds an episode's parameters from its
+recipe, so the engine ships indices, never vectors. The engine runs the episodes wherever it likes, gathers
+their `Results` in plan order and hands them to `update`, a pure function of (state, plan, results) that
+every rank computes identically and that tests call without MPI. A strategy owns its state and names its
+arrays and scalars for the checkpoint, so a new algorithm adds no field to the engine or the checkpoint code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from es_mpi.core import seeds
+from es_mpi.core.obs_stats import ObsStats
+
+if TYPE_CHECKING:
+    from es_mpi.policies.make import Policy
+    from es_mpi.runs.job import Job
+
+# (offsets, weights) -> sum_j weights[j] * noise[offsets[j] : offsets[j] + dim] as float32, computed by the
+# engine with the work split over a node's ranks.
+NoiseSum = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """A strategy's job section (`strategy:` in a job file); subclasses add the strategy's own keys."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One generation's episodes: episode i plays parameters bases[base[i]] + scale[i] * eps, eps the noise
+    table at offset[i] (offset -1: the base vector itself), from env seed env_seed[i] for at most cap[i]
+    steps. noise_key[i] >= 0 adds Gaussian action noise from stream (run seed, generation, noise_key[i]);
+    stats[i] feeds the observation statistics; train[i] is False for evaluation episodes, which count in
+    no training budget."""
+
+    base: np.ndarray  # int64
+    offset: np.ndarray  # int64
+    scale: np.ndarray  # float32
+    env_seed: np.ndarray  # int64
+    cap: np.ndarray  # int64
+    noise_key: np.ndarray  # int64
+    stats: np.ndarray  # bool
+    train: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return self.base.size
+
+    @staticmethod
+    def join(*plans: Plan) -> Plan:
+        return Plan(*(np.concatenate([getattr(p, f) for p in plans]) for f in Plan.__dataclass_fields__))
+
+
+def episodes(count: int, *, base: Any = 0, offset: Any = -1, scale: Any = 0.0, env_seed: Any, cap: Any,
+             noise_key: Any = -1, stats: Any = False, train: bool = True) -> Plan:
+    """A Plan of `count` episodes; each field a scalar (the same for all) or an array of `count`."""
+    def column(value: Any, dtype: Any) -> np.ndarray:
+        return np.broadcast_to(np.asarray(value, dtype), (count,)).copy()
+
+    return Plan(column(base, np.int64), column(offset, np.int64), column(scale, np.float32),
+                column(env_seed, np.int64), column(cap, np.int64), column(noise_key, np.int64),
+                column(stats, bool), column(train, bool))
+
+
+def evaluation(job: Job, generation: int, cap: int) -> Plan:
+    """The noiseless episodes of parameter vector 0 in generation 0 and every run.eval_every-th after
+    (independent of the budget, so a run extended on resume records what a longer-planned run records)."""
+    every = job.run.eval_every
+    count = job.run.eval_episodes if every > 0 and generation % every == 0 else 0
+    env_seeds = [seeds.derive_seed(job.run.seed, generation, e, seeds.EVAL) for e in range(count)]
+    return episodes(count, env_seed=env_seeds, cap=cap, train=False)
+
+
+@dataclass(frozen=True)
+class Results:
+    """Every episode of a plan, in plan order: return, length, behaviour vector (width
+    Strategy.behaviour_width), and the observation statistics of the episodes that collected them, in
+    plan order."""
+
+    returns: np.ndarray  # float64
+    lengths: np.ndarray  # int64
+    behaviour: np.ndarray  # float64, (episodes, width)
+    stats: list[ObsStats]
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A strategy state as named arrays and scalars. A name 'group/item' is stored in checkpoint.h5 as a
+    dataset in a group, or for a scalar as an attribute of the group; names without '/' at the root."""
+
+    arrays: dict[str, np.ndarray]
+    scalars: dict[str, int | float]
+
+
+class Strategy(ABC):
+    """An algorithm. Subclasses set `kind` and `Config`, describe their arrays and metrics columns, and
+    implement the methods below; all of them are deterministic functions of their arguments."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[StrategyConfig]]
+    # checkpoint array name -> (units, description)
+    arrays: ClassVar[dict[str, tuple[str, str]]] = {}
+    # metrics.h5 columns the update's metrics fill: name -> (dtype, units, description)
+    columns: ClassVar[dict[str, tuple[str, str, str]]] = {}
+    # floats per episode beside return and length (a behaviour descriptor); 0: none
+    behaviour_width: ClassVar[int] = 0
+
+    def __init__(self, job: Job, policy: Policy, env_limit: int) -> None:
+        self.job, self.policy, self.env_limit = job, policy, env_limit
+        self.num_params = policy.num_params
+
+    def init_theta(self) -> np.ndarray:
+        """The policy's initial parameters from the run seed."""
+        return self.policy.init_theta(seeds.stream(self.job.run.seed, seeds.INIT))
+
+    @abstractmethod
+    def init(self) -> Any:
+        """The state of a new run."""
+
+    @abstractmethod
+    def plan(self, state: Any, generation: int) -> Plan:
+        """The episodes of `generation`."""
+
+    @abstractmethod
+    def bases(self, state: Any) -> Sequence[np.ndarray]:
+        """The parameter vectors recipes refer to; vector 0 is what evaluation and users' code run."""
+
+    def normaliser(self, state: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(mean, std) that episodes normalise observations with, or (None, None)."""
+        return None, None
+
+    @abstractmethod
+    def update(self, state: Any, plan: Plan, results: Results, noise_sum: NoiseSum) -> tuple[Any, dict]:
+        """The next state and this generation's values of `columns`."""
+
+    @abstractmethod
+    def save(self, state: Any) -> Saved:
+        """The state as named arrays and scalars, for the checkpoint and the start-up broadcast."""
+
+    @abstractmethod
+    def load(self, saved: Saved) -> Any:
+        """The state `save` gave; raises KeyError when a name is missing (a foreign or corrupt file)."""
