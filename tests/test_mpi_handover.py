@@ -31,11 +31,11 @@ kwargs = {"terminate_when_unhealthy": False}
 policy = job_policy(env_id, kwargs)
 args = [a[:4] + (False,) for a in specs(policy, 6, seed=4)]
 caps = [200, 180, 160, 140, 120, 100]
-market = comm.handover(handover.record_dtype(gym.make(env_id, **kwargs).unwrapped, policy.obs_dim, policy.act_dim))
+transport = comm.handover(handover.record_dtype(gym.make(env_id, **kwargs).unwrapped, policy.obs_dim, policy.act_dim))
 for g in range(3):  # the two boards alternate and are cleared in turn
-    market.begin(g)
+    transport.begin(g)
     makers = [lambda c=c, a=a, t=t: replace(to_spec(c, *a), task=t) for t, (c, a) in enumerate(zip(caps, args))]
-    exchange = handover.HandoverRound(market, lambda task: makers[task]())
+    exchange = handover.HandoverRound(transport, lambda task: makers[task]())
     comm.barrier()
     if comm.rank == 0:  # every task starts here, six in a batch; the other ranks start with none
         taken = []
@@ -60,13 +60,13 @@ for g in range(3):  # the two boards alternate and are cleared in turn
         moved = int((rows[:, 3] != 0).sum())
         assert moved == given.sum() >= 1 and given[1:].sum() == 0, (moved, given)
         print("generation", g, "moved", moved, "to ranks", sorted(set(rows[rows[:, 3] != 0, 3].astype(int).tolist())),
-              type(market).__name__)
+              type(transport).__name__)
 """
 
 
-@pytest.mark.parametrize(("node_ranks", "market"), [("", "NodeHandover"), ("1", "ClusterHandover"),
+@pytest.mark.parametrize(("node_ranks", "transport"), [("", "NodeHandover"), ("1", "ClusterHandover"),
                                                     ("2", "ClusterHandover")])
-def test_episodes_move_between_ranks(tmp_path, node_ranks, market):
+def test_episodes_move_between_ranks(tmp_path, node_ranks, transport):
     """One node of three ranks; three nodes of one (every move crosses nodes); and nodes of two and one,
     where rank 0's node-mate is asked first and rank 2, alone on its node, must still get work."""
     script = tmp_path / "handover.py"
@@ -76,6 +76,6 @@ def test_episodes_move_between_ranks(tmp_path, node_ranks, market):
                           timeout=180, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if "moved" in line]
-    assert len(lines) == 3 and all(line.endswith(market) for line in lines), proc.stdout
+    assert len(lines) == 3 and all(line.endswith(transport) for line in lines), proc.stdout
     if node_ranks != "":
         assert any("2]" in line for line in lines), proc.stdout  # some episode crossed to the other node
