@@ -1,4 +1,4 @@
-"""The batched runner returns exactly what run_episode returns, episode by episode, for every supported task."""
+"""The lockstep runner returns exactly what run_episode returns, episode by episode, for every supported task."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from es_mpi.envs.lockstep import BatchedRunner, EpisodeSpec, supports
-from es_mpi.envs.rollout import Episode, run_episode
+from es_mpi.envs.lockstep import BatchedRunner, supports
+from es_mpi.envs.rollout import Episode, EpisodeSpec, run_episode
 from es_mpi.policies.make import make_policy
 from es_mpi.runs.job import load_job
 
@@ -109,6 +109,7 @@ def test_contact_forces_are_exercised():
     ("HalfCheetah-v5", {"exclude_current_positions_from_observation": False, "frame_skip": 3}),
     ("Hopper-v5", {"terminate_when_unhealthy": False, "healthy_reward": 2.5, "reset_noise_scale": 0.05}),
     ("Walker2d-v5", {"healthy_z_range": (0.5, 3.0), "ctrl_cost_weight": 0.1}),
+    ("Swimmer-v5", {"exclude_current_positions_from_observation": False, "forward_reward_weight": 0.7}),
     ("Humanoid-v5", {"include_cinert_in_observation": False, "contact_cost_range": (-1.0, 0.5)}),
     ("Ant-v5", {"include_cfrc_ext_in_observation": False, "main_body": "torso", "contact_force_range": (-2, 2)}),
     ("InvertedDoublePendulum-v5", {"healthy_reward": 3.0}),
