@@ -1,22 +1,23 @@
-"""Batched lockstep episodes: K episodes of one MuJoCo task advanced by one `mujoco.batch.Batch` call per step.
+"""Lockstep episodes: K episodes of one MuJoCo task, each in a slot (one simulation of a `mujoco.batch.Batch`),
+advanced by one batch call per step.
 
 A rank playing one episode at a time through gymnasium spends a third or more of each step in Python (the
-env's step, observation and reward code). Here the K simulations step in one call with the GIL released,
-and observations, rewards and terminations are computed for all of them at once (es_mpi.envs.physics).
-Every result is bit-identical to `es_mpi.envs.rollout.run_episode` on `gym.make(env_id, **env_kwargs).unwrapped`
+env's step, observation and reward code). Here the K simulations step in one call with the GIL released, and
+observations, rewards and terminations are computed for all of them at once (es_mpi.envs.physics). Every
+result is bit-identical to `es_mpi.envs.rollout.run_episode` on `gym.make(env_id, **env_kwargs).unwrapped`
 (tests/test_batched.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
 from es_mpi.core.obs_stats import accumulate, normalise
 from es_mpi.envs.handover import HandoverRound, movable
 from es_mpi.envs.physics import PHYSICS, supports
-from es_mpi.envs.rollout import NOISE_BLOCK, POLL_EVERY, Episode, EpisodeSpec, finish_episode
+from es_mpi.envs.rollout import NOISE_BLOCK, POLL_EVERY, Episode, EpisodeSpec, finish_episode, noise_block
 from es_mpi.policies.mlp import ACTIVATIONS, MlpPolicy
 
 
@@ -25,16 +26,17 @@ class BatchedRunner:
 
     def __init__(self, env_id: str, env_kwargs: dict, policy: MlpPolicy, slots: int) -> None:
         if not supports(env_id, env_kwargs):
-            raise ValueError(f"no batched runner for {env_id!r} with env.kwargs {env_kwargs}")
+            raise ValueError(f"no lockstep runner for {env_id!r} with env.kwargs {env_kwargs}")
         import gymnasium as gym
         from mujoco import batch
 
         env = gym.make(env_id, **env_kwargs).unwrapped
         if (policy.obs_dim, policy.act_dim) != (env.observation_space.shape[0], env.action_space.shape[0]):
             raise ValueError(f"policy sizes {policy.obs_dim}->{policy.act_dim} do not fit {env_id}")
-        task_type = PHYSICS[env_id]
-        self.batch = batch.Batch(env.model, nsim=slots, nthread=1, persistent=task_type.persistent)
-        self.task = task_type(env, self.batch)
+        physics_type = PHYSICS[env_id]
+        self.env = env  # where an episode plays on once it leaves the batch
+        self.batch = batch.Batch(env.model, nsim=slots, nthread=1, persistent=physics_type.persistent)
+        self.physics = physics_type(env, self.batch)
         self.policy, self.slots = policy, slots
         self.ctrl = self.batch.bind("ctrl")
         # One parameter row per slot; each layer is a (slots, n_in, n_out) view for np.matmul over all slots.
@@ -66,11 +68,40 @@ class BatchedRunner:
         step = (policy.high - policy.low) / np.float32(policy.bins - 1)
         return policy.low + step * np.argmax(scores, axis=-1).astype(np.float32)
 
-    def run(self, episodes: Iterable[EpisodeSpec], mean: np.ndarray | None, std: np.ndarray | None,
+    def reset(self, ids: np.ndarray, specs: list[EpisodeSpec]) -> np.ndarray:
+        """Start episodes `specs` in slots `ids`: their parameters, and the state env.reset(seed=...) makes.
+        Returns their observations."""
+        import gymnasium.utils.seeding
+        import mujoco
+
+        physics = self.physics
+        self.batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)  # mj_resetData; set_state's mj_forward follows
+        for k, spec in zip(ids.tolist(), specs):
+            self.theta[k] = spec.theta
+            physics.qpos[k], physics.qvel[k] = physics.reset_state(gymnasium.utils.seeding.np_random(spec.env_seed)[0])
+        self.batch.forward(ids)
+        physics.refresh(ids, stepped=False)
+        return physics.observe(ids)
+
+    def step(self, ids: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """env.step with float32 `actions` in slots `ids`: their observations, rewards and terminations."""
+        physics = self.physics
+        self.ctrl[ids] = actions
+        before = physics.position(ids)
+        self.batch.step(None if ids.size == self.slots else ids, nstep=physics.frame_skip)
+        physics.refresh(ids, stepped=True)
+        obs = physics.observe(ids)
+        return (obs, *physics.reward(ids, before, actions))
+
+    def load(self, k: int) -> None:
+        """Copy slot k's simulation into the gymnasium env, `self.env`."""
+        self.batch.get_data(k, self.env.data)
+
+    def run(self, specs: Iterable[EpisodeSpec], mean: np.ndarray | None, std: np.ndarray | None,
             poll: Callable[[], object] | None = None, limit: Callable[[], int] | None = None,
             exchange: HandoverRound | None = None) -> list[Episode]:
         """What run_episode returns for each spec, in the order they are taken; observations normalised
-        unless mean is None. `episodes` is consumed lazily, one spec whenever a slot is free, so that it
+        unless mean is None. `specs` is consumed lazily, one spec whenever a slot is free, so that it
         can hand out work dynamically; `poll` is called every few lockstep steps (see run_episode).
         `limit()`, if given, caps the number of episodes in flight when slots are refilled (0: no spec
         is left): near the end of a generation a rank then holds only its share of what is left, instead
@@ -78,134 +109,139 @@ class BatchedRunner:
         the last episode in flight is handed to the gymnasium env (its state copied over), where a lone
         episode steps faster than in a batch: it is the straggler every other rank waits for.
 
-        With an `exchange`, once no spec is left, episodes in flight beyond the last go to ranks that
-        have none, of this node first (the youngest first; not those collecting statistics), and when this
-        rank has none it finishes episodes others hand over; the list then holds the episodes this rank
-        finished, each with its spec's task."""
-        import gymnasium.utils.seeding
-        import mujoco
-
-        k_all, task, policy = self.slots, self.task, self.policy
-        taken_specs: list[EpisodeSpec] = []
-        results: list[Episode | None] = []
-        owner = np.full(k_all, -1)  # index into taken_specs per slot, -1: idle
-        steps = np.zeros(k_all, np.int64)
-        caps = np.zeros(k_all, np.int64)
-        totals = np.zeros(k_all)
-        noise = np.zeros((k_all, NOISE_BLOCK, policy.act_dim), np.float32)
-        noisy = np.zeros(k_all, bool)
-        collecting = np.zeros(k_all, bool)
-        seen: list[list] = [[] for _ in range(k_all)]
-        obs = np.zeros((k_all, policy.obs_dim))
-        queue = iter(episodes)
-        exhausted = False
-        given: set[int] = set()  # indices into taken_specs of episodes handed to other ranks
-
-        def give_away(ids: np.ndarray) -> np.ndarray:
-            """Hand episodes in flight to waiting ranks while more than one is left here."""
-            for k in sorted(ids.tolist(), key=lambda k: steps[k]):
-                spec = taken_specs[owner[k]]
-                if (owner >= 0).sum() < 2:
-                    break
-                if not movable(spec):
-                    continue
-                if not exchange.give(lambda k=k: self.batch.get_data(k, task.env.data), task.env, spec, obs[k],
-                                     float(totals[k]), int(steps[k]), noise[k]):
-                    break
-                given.add(int(owner[k]))
-                owner[k] = -1
-            return np.flatnonzero(owner >= 0)
-
-        def start(free: np.ndarray) -> None:
-            """Reset the slots `free` to the next specs, as env.reset(seed=...) does; with `limit`, only
-            as many as keep the episodes in flight within it (at least one while none runs)."""
-            nonlocal exhausted
-            if limit is not None:
-                active, allowed = int((owner >= 0).sum()), limit()
-                exhausted |= allowed == 0
-                free = free[: max(allowed - active, 0 if active else 1)]
-            taken = []
-            for k in free.tolist():
-                spec = next(queue, None)
-                while spec is not None and spec.cap <= 0:  # run_episode takes no step at all
-                    taken_specs.append(spec)
-                    results.append(Episode(0.0, 0, None, spec.task))
-                    spec = next(queue, None)
-                if spec is None:
-                    exhausted = True
-                    owner[k], collecting[k], noisy[k] = -1, False, False
-                    continue
-                taken_specs.append(spec)
-                results.append(None)
-                j = len(taken_specs) - 1
-                owner[k], steps[k], totals[k], caps[k] = j, 0, 0.0, spec.cap
-                noisy[k] = spec.noise_rng is not None and spec.noise_std > 0
-                collecting[k], seen[k] = spec.collect_stats, []
-                self.theta[k] = spec.theta
-                taken.append(k)
-            if not taken:
-                return
-            ids = np.array(taken)
-            self.batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)  # mj_resetData; set_state's mj_forward follows
-            for k in taken:
-                rng = gymnasium.utils.seeding.np_random(taken_specs[owner[k]].env_seed)[0]
-                task.qpos[k], task.qvel[k] = task.reset_state(rng)
-            self.batch.forward(ids)
-            task.refresh(ids, stepped=False)
-            obs[ids] = task.observe(ids)
-
-        start(np.arange(k_all))
-        ids = np.flatnonzero(owner >= 0)
+        With `exchange`, the generation's HandoverRound, once no spec is left, episodes in flight beyond
+        the last go to ranks that have none, of this node first (the youngest first; not those collecting
+        statistics), and when this rank has none it finishes episodes others hand over; the list then
+        holds the episodes this rank finished, each with its spec's task."""
+        slots = _Slots(self, iter(specs), limit)
         lockstep = 0
-        while ids.size:
-            if exhausted and ids.size == 1:
-                k = int(ids[0])
-                spec = taken_specs[owner[k]]
-                self.batch.get_data(k, task.env.data)
-                results[owner[k]] = finish_episode(
-                    task.env, policy, spec, obs[k].copy(), mean, std, seen[k] if collecting[k] else None, poll,
-                    float(totals[k]), int(steps[k]), noise[k].copy())
+        while (ids := slots.busy()).size:
+            if slots.exhausted and ids.size == 1:
+                slots.finish_alone(int(ids[0]), mean, std, poll)
                 break
-            if lockstep % POLL_EVERY == 0:
+            polling = lockstep % POLL_EVERY == 0
+            lockstep += 1
+            if polling:
                 if poll is not None:
                     poll()
-                if exchange is not None and ids.size > 1 and exchange.wanted():
-                    # Under dynamic assignment the counter tells whether tasks are left before a slot frees.
-                    exhausted |= limit is not None and limit() == 0
-                    if exhausted:
-                        ids = give_away(ids)
-                        lockstep += 1
-                        continue  # one episode may be left: hand it to the gymnasium env above
-            lockstep += 1
-            for k in ids[noisy[ids] & (steps[ids] % NOISE_BLOCK == 0)].tolist():
-                spec = taken_specs[owner[k]]
-                block = spec.noise_rng.standard_normal((NOISE_BLOCK, policy.act_dim), dtype=np.float32)
-                block *= np.float32(spec.noise_std)
-                noise[k] = block
-            for k in ids[collecting[ids]].tolist():
-                seen[k].append(obs[k].copy())
-            # idle slots are computed too (their last rows): one matmul per layer whatever the occupancy
-            actions = self.act(obs if mean is None else normalise(obs, mean, std))[ids]
-            add = noisy[ids]
-            if add.any():
-                actions[add] += noise[ids[add], steps[ids[add]] % NOISE_BLOCK]
-            self.ctrl[ids] = actions
-            before = task.position(ids)
-            self.batch.step(None if ids.size == k_all else ids, nstep=task.frame_skip)
-            task.refresh(ids, stepped=True)
-            obs[ids] = task.observe(ids)
-            rewards, terminated = task.reward(ids, before, actions)
-            totals[ids] += rewards
-            steps[ids] += 1
-            done = ids[terminated | (steps[ids] >= caps[ids])]
-            if done.size:
-                for k in done.tolist():
-                    stats = accumulate(np.asarray(seen[k])) if seen[k] else None
-                    results[owner[k]] = Episode(float(totals[k]), int(steps[k]), stats, taken_specs[owner[k]].task)
-                owner[done] = -1
-                start(np.flatnonzero(owner < 0))
-                ids = np.flatnonzero(owner >= 0)
-        finished = [ep for j, ep in enumerate(results) if j not in given]
+                # Under dynamic assignment the counter tells whether tasks are left before a slot frees.
+                if exchange is not None and ids.size > 1 and exchange.wanted() and slots.spent():
+                    slots.give_away(exchange)
+                    continue  # one episode may be left: it goes to the gymnasium env above
+            slots.step(ids, mean, std)
+        finished = slots.finished()
         if exchange is not None:
-            finished += exchange.finish_received(task.env, policy, mean, std, poll)
-        return finished  # type: ignore[return-value]
+            finished += exchange.finish_received(self.env, self.policy, mean, std, poll)
+        return finished
+
+
+class _Slots:
+    """The episode in each slot of a runner during one `run`: its spec, step count, return, cap, current
+    action-noise block, the raw observations it collects for statistics, and its latest observation."""
+
+    def __init__(self, runner: BatchedRunner, specs: Iterator[EpisodeSpec], limit: Callable[[], int] | None):
+        k, policy = runner.slots, runner.policy
+        self.runner, self.specs, self.limit = runner, specs, limit
+        self.exhausted = False  # no spec is left
+        self.results: list[Episode | None] = []  # per spec taken, in that order; None: in flight or given away
+        self.playing = np.full(k, -1)  # each slot's episode: its index in results, -1 if the slot is idle
+        self.spec: list[EpisodeSpec | None] = [None] * k
+        self.steps = np.zeros(k, np.int64)
+        self.caps = np.zeros(k, np.int64)
+        self.totals = np.zeros(k)
+        self.noise = np.zeros((k, NOISE_BLOCK, policy.act_dim), np.float32)
+        self.noisy = np.zeros(k, bool)
+        self.seen: list[list | None] = [None] * k  # None: the episode collects no statistics
+        self.obs = np.zeros((k, policy.obs_dim))
+        self.refill()
+
+    def busy(self) -> np.ndarray:
+        return np.flatnonzero(self.playing >= 0)
+
+    def refill(self) -> None:
+        """Start the next specs in the idle slots; with `limit`, only as many as keep the episodes in flight
+        within it (at least one while none runs)."""
+        free = np.flatnonzero(self.playing < 0)
+        if self.limit is not None:
+            active, allowed = self.playing.size - free.size, self.limit()
+            self.exhausted |= allowed == 0
+            free = free[: max(allowed - active, 0 if active else 1)]
+        started = [k for k in free.tolist() if self.take(k)]
+        if started:
+            ids = np.array(started)
+            self.obs[ids] = self.runner.reset(ids, [self.spec[k] for k in started])
+
+    def take(self, k: int) -> bool:
+        """Give slot k the next spec that takes a step; False if none is left."""
+        spec = next(self.specs, None)
+        while spec is not None and spec.cap <= 0:  # run_episode takes no step at all
+            self.results.append(Episode(0.0, 0, None, spec.task))
+            spec = next(self.specs, None)
+        if spec is None:
+            self.exhausted = True
+            return False
+        self.playing[k] = len(self.results)
+        self.results.append(None)
+        self.spec[k], self.steps[k], self.totals[k], self.caps[k] = spec, 0, 0.0, spec.cap
+        self.noisy[k] = spec.noise_rng is not None and spec.noise_std > 0
+        self.seen[k] = [] if spec.collect_stats else None
+        return True
+
+    def step(self, ids: np.ndarray, mean: np.ndarray | None, std: np.ndarray | None) -> None:
+        """One step of the episodes in slots `ids`; those that end are recorded and their slots refilled."""
+        runner, steps, noisy = self.runner, self.steps, self.noisy
+        for k in ids[noisy[ids] & (steps[ids] % NOISE_BLOCK == 0)].tolist():
+            self.noise[k] = noise_block(self.spec[k], runner.policy.act_dim)
+        for k in ids.tolist():
+            if self.seen[k] is not None:
+                self.seen[k].append(self.obs[k].copy())
+        # idle slots are computed too (their last rows): one matmul per layer whatever the occupancy
+        actions = runner.act(self.obs if mean is None else normalise(self.obs, mean, std))[ids]
+        add = noisy[ids]
+        if add.any():
+            actions[add] += self.noise[ids[add], steps[ids[add]] % NOISE_BLOCK]
+        self.obs[ids], rewards, terminated = runner.step(ids, actions)
+        self.totals[ids] += rewards
+        steps[ids] += 1
+        done = ids[terminated | (steps[ids] >= self.caps[ids])]
+        if done.size:
+            for k in done.tolist():
+                seen = self.seen[k]
+                stats = accumulate(np.asarray(seen)) if seen else None
+                self.results[self.playing[k]] = Episode(float(self.totals[k]), int(steps[k]), stats,
+                                                        self.spec[k].task)
+            self.playing[done] = -1
+            self.refill()
+
+    def finish_alone(self, k: int, mean: np.ndarray | None, std: np.ndarray | None,
+                     poll: Callable[[], object] | None) -> None:
+        """Play slot k's episode, the last in flight, to its end in the gymnasium env."""
+        runner = self.runner
+        runner.load(k)
+        self.results[self.playing[k]] = finish_episode(
+            runner.env, runner.policy, self.spec[k], self.obs[k].copy(), mean, std, self.seen[k], poll,
+            float(self.totals[k]), int(self.steps[k]), self.noise[k].copy())
+        self.playing[k] = -1
+
+    def spent(self) -> bool:
+        """Whether no spec is left, asking `limit` (the task counter) if the queue has not said so yet."""
+        self.exhausted |= self.limit is not None and self.limit() == 0
+        return self.exhausted
+
+    def give_away(self, handover_round: HandoverRound) -> None:
+        """Hand episodes in flight to waiting ranks, the youngest first, while more than one is left here."""
+        runner = self.runner
+        for k in sorted(self.busy().tolist(), key=lambda k: self.steps[k]):
+            if self.busy().size < 2:
+                break
+            spec = self.spec[k]
+            if not movable(spec):
+                continue
+            if not handover_round.give(lambda k=k: runner.load(k), runner.env, spec, self.obs[k],
+                                       float(self.totals[k]), int(self.steps[k]), self.noise[k]):
+                break
+            self.playing[k] = -1
+
+    def finished(self) -> list[Episode]:
+        """The episodes played to their end here, in the order their specs were taken."""
+        return [episode for episode in self.results if episode is not None]

@@ -10,7 +10,7 @@ import numpy as np
 from es_mpi.core.obs_stats import ObsStats, accumulate, normalise
 from es_mpi.policies.mlp import MlpPolicy
 
-# Action noise is drawn this many steps at a time (the batched runner draws the same blocks).
+# Action noise is drawn this many steps at a time (the lockstep runner draws the same blocks).
 NOISE_BLOCK = 128
 # Steps between calls of the progress hook.
 POLL_EVERY = 8
@@ -26,7 +26,7 @@ class EpisodeSpec:
     noise_rng: np.random.Generator | None = None
     noise_std: float = 0.0
     collect_stats: bool = False
-    task: int = -1  # the trainer's task number (which episode of the generation), -1 outside training
+    task: int = -1  # the engine's task number (which episode of the generation), -1 outside training
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,14 @@ def run_episode(
                 poll)
 
 
+def noise_block(spec: EpisodeSpec, act_dim: int) -> np.ndarray:
+    """The next NOISE_BLOCK steps of the episode's action noise, drawn and scaled at once: the stream's
+    values do not depend on the block size."""
+    block = spec.noise_rng.standard_normal((NOISE_BLOCK, act_dim), dtype=np.float32)
+    block *= np.float32(spec.noise_std)
+    return block
+
+
 def play(env, policy: MlpPolicy, spec: EpisodeSpec, mean: np.ndarray | None, std: np.ndarray | None,
          poll: Callable[[], object] | None = None) -> Episode:
     """run_episode for one spec."""
@@ -68,18 +76,16 @@ def finish_episode(env, policy: MlpPolicy, spec: EpisodeSpec, obs: np.ndarray, m
                    std: np.ndarray | None, seen: list | None, poll: Callable[[], object] | None,
                    total: float = 0.0, steps: int = 0, noise: np.ndarray | None = None) -> Episode:
     """The rest of episode `spec` whose env holds the state after `steps` steps, `obs` being its
-    observation: run_episode from a reset, the batched runner handing over its last episode, or an
+    observation: run_episode from a reset, the lockstep runner handing over its last episode, or an
     episode received from another rank (es_mpi.envs.handover). `seen` collects raw observations (None: no
     statistics); `noise` is the current action-noise block mid-block."""
-    bound, cap, noise_rng, noise_std = policy.bind(spec.theta), spec.cap, spec.noise_rng, spec.noise_std
-    noisy = noise_rng is not None and noise_std > 0
+    bound, cap = policy.bind(spec.theta), spec.cap
+    noisy = spec.noise_rng is not None and spec.noise_std > 0
     while steps < cap:
         if poll is not None and steps % POLL_EVERY == 0:
             poll()
         if noisy and steps % NOISE_BLOCK == 0:
-            # Drawn in blocks, scaled once: the stream's values do not depend on the block size.
-            noise = noise_rng.standard_normal((NOISE_BLOCK, policy.act_dim), dtype=np.float32)
-            noise *= np.float32(noise_std)
+            noise = noise_block(spec, policy.act_dim)
         if seen is not None:
             seen.append(obs)
         action = policy.act(bound, obs if mean is None else normalise(obs, mean, std))
@@ -97,9 +103,9 @@ def finish_episode(env, policy: MlpPolicy, spec: EpisodeSpec, obs: np.ndarray, m
 def run_one_by_one(env, policy: MlpPolicy, specs: Iterable[EpisodeSpec], mean: np.ndarray | None,
                    std: np.ndarray | None, poll: Callable[[], object] | None = None,
                    limit: Callable[[], int] | None = None, exchange=None) -> list[Episode]:
-    """play each spec in turn: the path for envs the batched runner does not cover (one episode in
-    flight, so `limit` has nothing to cap and there is never one to hand over). With an `exchange`
-    (es_mpi.handover.HandoverRound), it then finishes episodes that other ranks hand over."""
+    """play each spec in turn: the path for envs the lockstep runner does not cover (one episode in
+    flight, so `limit` has nothing to cap and there is never one to hand over). With `exchange`, the
+    generation's es_mpi.envs.handover.HandoverRound, it then finishes episodes that other ranks hand over."""
     episodes = [play(env, policy, s, mean, std, poll) for s in specs]
     if exchange is not None:
         episodes += exchange.finish_received(env, policy, mean, std, poll)
