@@ -19,8 +19,8 @@ LONG = {"Humanoid-v5": {"terminate_when_unhealthy": False}, "Ant-v5": {"terminat
         "Walker2d-v5": {"terminate_when_unhealthy": False}}
 
 
-class ListMarket:
-    """A market with one other rank that always waits: records given are kept in order, then taken back."""
+class ListTransport:
+    """A transport with one other rank that always waits: records given are kept in order, then taken back."""
 
     def __init__(self, dtype: np.dtype, busy_polls: int = 0) -> None:
         self.dtype, self.records, self.taken, self.busy_polls = dtype, [], 0, busy_polls
@@ -30,9 +30,9 @@ class ListMarket:
         return self.busy_polls < 0
 
     def give(self, fill) -> bool:
-        slot = np.zeros(1, self.dtype)
-        fill(slot[0])
-        self.records.append(slot)
+        record = np.zeros(1, self.dtype)
+        fill(record[0])
+        self.records.append(record)
         return True
 
     def take(self, poll) -> np.void | None:
@@ -42,10 +42,10 @@ class ListMarket:
         return self.records[self.taken - 1][0].copy()
 
 
-def exchange_for(env_id: str, env_kwargs: dict, policy, all_specs: list, busy_polls: int = 0) -> HandoverRound:
+def round_for(env_id: str, env_kwargs: dict, policy, all_specs: list, busy_polls: int = 0) -> HandoverRound:
     env = gym.make(env_id, **env_kwargs).unwrapped
-    market = ListMarket(handover.record_dtype(env, policy.obs_dim, policy.act_dim), busy_polls)
-    return HandoverRound(market, lambda task: all_specs[task]())
+    transport = ListTransport(handover.record_dtype(env, policy.obs_dim, policy.act_dim), busy_polls)
+    return HandoverRound(transport, lambda task: all_specs[task]())
 
 
 @pytest.mark.parametrize("env_id", sorted(LONG))
@@ -59,11 +59,11 @@ def test_episodes_given_away_mid_flight_end_as_if_they_had_not_moved(env_id):
     caps = [60, 300, 90, 280, 150, 260, 75]
     # Fresh specs (and noise generators) each time one is asked for, as the trainer's make_spec builds them.
     makers = [lambda c=c, a=a, t=t: _with_task(to_spec(c, *a), t) for t, (c, a) in enumerate(zip(caps, args))]
-    exchange = exchange_for(env_id, kwargs, policy, makers)
+    handover_round = round_for(env_id, kwargs, policy, makers)
     runner = BatchedRunner(env_id, kwargs, policy, 4)
-    got = runner.run([m() for m in makers], None, None, exchange=exchange)
-    assert exchange.given >= 2 and len(exchange.market.records) == exchange.given
-    moved_at = [int(r["steps"][0]) for r in exchange.market.records]
+    got = runner.run([m() for m in makers], None, None, exchange=handover_round)
+    assert handover_round.given >= 2 and len(handover_round.transport.records) == handover_round.given
+    moved_at = [int(r["steps"][0]) for r in handover_round.transport.records]
     assert any(s > NOISE_BLOCK and s % NOISE_BLOCK for s in moved_at), moved_at
     got = sorted(got, key=lambda e: e.task)
     assert [e.task for e in got] == list(range(len(caps)))
@@ -81,7 +81,7 @@ def test_episodes_move_before_any_slot_frees_once_the_counter_is_spent():
     args = [a[:2] + (1234 + i, 0.05, False) for i, a in enumerate(specs(policy, 2, seed=2))]
     caps = [300, 300]
     makers = [lambda c=c, a=a, t=t: _with_task(to_spec(c, *a), t) for t, (c, a) in enumerate(zip(caps, args))]
-    exchange = exchange_for(env_id, {}, policy, makers, busy_polls=1)
+    handover_round = round_for(env_id, {}, policy, makers, busy_polls=1)
     taken = []
 
     def lazily():
@@ -90,8 +90,8 @@ def test_episodes_move_before_any_slot_frees_once_the_counter_is_spent():
             yield m()
 
     got = BatchedRunner(env_id, {}, policy, 2).run(lazily(), None, None, limit=lambda: len(caps) - len(taken),
-                                                   exchange=exchange)
-    assert exchange.given == 1 and int(exchange.market.records[0]["steps"][0]) == 8
+                                                   exchange=handover_round)
+    assert handover_round.given == 1 and int(handover_round.transport.records[0]["steps"][0]) == 8
     expected = [reference(env_id, {}, policy, [a], None, None, c)[0] for c, a in zip(caps, args)]
     assert_same(expected, sorted(got, key=lambda e: e.task))
 
@@ -102,10 +102,10 @@ def test_one_by_one_runner_finishes_received_episodes():
     policy = job_policy(env_id)
     args = [a[:4] + (False,) for a in specs(policy, 3, seed=5)]
     makers = [lambda a=a, t=t: _with_task(to_spec(100, *a), t) for t, a in enumerate(args)]
-    exchange = exchange_for(env_id, {}, policy, makers)
+    handover_round = round_for(env_id, {}, policy, makers)
     env = gym.make(env_id).unwrapped
-    got = run_one_by_one(env, policy, [m() for m in makers], None, None, exchange=exchange)
-    assert exchange.given == 0 and [e.task for e in got] == [0, 1, 2]
+    got = run_one_by_one(env, policy, [m() for m in makers], None, None, exchange=handover_round)
+    assert handover_round.given == 0 and [e.task for e in got] == [0, 1, 2]
     assert_same(reference(env_id, {}, policy, args, None, None, 100), got)
 
 
@@ -113,9 +113,9 @@ def test_episodes_collecting_statistics_are_not_given():
     policy = job_policy("HalfCheetah-v5")
     args = [a[:4] + (True,) for a in specs(policy, 3, seed=8)]
     makers = [lambda a=a, t=t: _with_task(to_spec(50, *a), t) for t, a in enumerate(args)]
-    exchange = exchange_for("HalfCheetah-v5", {}, policy, makers)
-    got = BatchedRunner("HalfCheetah-v5", {}, policy, 3).run([m() for m in makers], None, None, exchange=exchange)
-    assert exchange.given == 0
+    handover_round = round_for("HalfCheetah-v5", {}, policy, makers)
+    got = BatchedRunner("HalfCheetah-v5", {}, policy, 3).run([m() for m in makers], None, None, exchange=handover_round)
+    assert handover_round.given == 0
     assert_same(reference("HalfCheetah-v5", {}, policy, args, None, None, 50), got)
 
 

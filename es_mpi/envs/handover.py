@@ -82,16 +82,17 @@ def unpack(record: np.ndarray, env, make_spec: Callable[[int], EpisodeSpec]
 
 @dataclass
 class HandoverRound:
-    """One generation's hand-over between ranks: `market` moves records (es_mpi.mpi.NodeHandover or ClusterHandover),
-    `make_spec` rebuilds a received task's spec. Counts what this rank gave and how long it waited."""
+    """One generation's hand-over between ranks: `transport` moves records (NodeHandover or ClusterHandover,
+    in es_mpi.parallel), `make_spec` rebuilds a received task's spec. Counts what this rank gave and how long
+    it waited."""
 
-    market: object
+    transport: object
     make_spec: Callable[[int], EpisodeSpec]
     given: int = 0
     waited_s: float = 0.0
 
     def wanted(self) -> bool:
-        return self.market.wanted()
+        return self.transport.wanted()
 
     def give(self, load: Callable[[], None], env, spec: EpisodeSpec, obs: np.ndarray, total: float, steps: int,
              noise: np.ndarray) -> bool:
@@ -102,7 +103,7 @@ class HandoverRound:
             load()
             pack(record, env, spec, obs, total, steps, noise)
 
-        if not self.market.give(fill):
+        if not self.transport.give(fill):
             return False
         self.given += 1
         return True
@@ -113,7 +114,7 @@ class HandoverRound:
         episodes = []
         while True:
             start = time.perf_counter()
-            record = self.market.take(poll)
+            record = self.transport.take(poll)
             self.waited_s += time.perf_counter() - start
             if record is None:
                 return episodes
