@@ -10,11 +10,11 @@ from helpers import ROOT, run_cli, tiny_job, write_job
 
 from es_mpi.commands.evaluate import CHECKPOINT_EVAL
 from es_mpi.core import seeds
+from es_mpi.core.obs_stats import ObsStats
 from es_mpi.envs.make import make_env
 from es_mpi.envs.rollout import run_episode
 from es_mpi.policies.make import make_policy
-from es_mpi.runs.checkpoint import read_checkpoint
-from es_mpi.runs.job import job_from_dict, parse_yaml
+from es_mpi.runs.checkpoint import checkpoint_job, read_checkpoint
 
 
 def train(tmp_path, **sections):
@@ -44,15 +44,16 @@ def test_eval_gives_the_same_returns_on_1_and_2_ranks(tmp_path):
 def test_eval_runs_the_noiseless_theta_with_the_checkpoint_statistics(tmp_path):
     run = train(tmp_path, policy={"action_noise": 0.5}, run={"generations": 2})
     _, returns, lengths = evaluate(run, tmp_path / "e.csv", "--episodes", "2")
-    state, attrs = read_checkpoint(run / "checkpoint.h5")
-    job = job_from_dict(parse_yaml(attrs["job_yaml"], "ckpt"), "ckpt")
+    saved, attrs = read_checkpoint(run / "checkpoint.h5")
+    job = checkpoint_job(attrs, run / "checkpoint.h5")
     env, limit = make_env(job.env)
-    mean, std = state.obs.mean_std()
-    assert state.obs.count > 1  # the statistics are not the empty prior, so using them matters
+    obs = ObsStats(saved.scalars["obs_stats/count"], saved.arrays["obs_stats/sum"], saved.arrays["obs_stats/sumsq"])
+    mean, std = obs.mean_std()
+    assert obs.count > 1  # the statistics are not the empty prior, so using them matters
     policy = make_policy(job.policy, env)
     for e in range(2):
         env_seed = seeds.derive_seed(job.run.seed, e, CHECKPOINT_EVAL)
-        ep = run_episode(env, policy, state.theta, mean, std, limit, env_seed)
+        ep = run_episode(env, policy, saved.arrays["theta"], mean, std, limit, env_seed)
         assert (ep.ret, ep.length) == (returns[e], lengths[e])
 
 
