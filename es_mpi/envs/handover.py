@@ -82,9 +82,9 @@ def unpack(record: np.ndarray, env, make_spec: Callable[[int], EpisodeSpec]
 
 @dataclass
 class HandoverRound:
-    """One generation's hand-over between ranks: `transport` moves records (NodeHandover or ClusterHandover,
-    in es_mpi.parallel), `make_spec` rebuilds a received task's spec. Counts what this rank gave and how long
-    it waited."""
+    """One generation's hand-over between ranks: `transport` moves records (es_mpi.parallel.handover's
+    NodeHandover or ClusterHandover), `make_spec` rebuilds a received task's spec. Counts what this rank gave
+    and how long it waited."""
 
     transport: object
     make_spec: Callable[[int], EpisodeSpec]
