@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--threshold", dest="thresholds", action="append", default=[], metavar="ENV_ID=RETURN",
                    help="evaluation return that counts as solved, e.g. HalfCheetah-v5=3000 (default: "
                    "gymnasium's reward_threshold, or the paper's); repeatable")
+    sub.add_parser("keys", help="print every job key with its default, check and meaning (Markdown)")
     return p
 
 
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from es_mpi.commands.report import report_command
 
         return report_command(args)
+    if args.command == "keys":
+        from es_mpi.commands.keys import keys_command
+
+        return keys_command(args)
     return 2
 
 
