@@ -4,15 +4,25 @@ resume, as OpenAI-ES is (test_mpi_determinism, test_resume)."""
 import h5py
 import numpy as np
 import pytest
-from helpers import read_theta, run_cli, tiny_job, write_job
+from helpers import ROOT, read_theta, run_cli, tiny_job, write_job
 
 pytestmark = pytest.mark.mpi
+JOB = ROOT / "tests" / "jobs" / "random_search.yaml"
 
 
 def random_search_job(tmp_path, generations=3):
     job = tiny_job(run={"generations": generations, "eval_every": 1, "eval_episodes": 1})
     job["strategy"] = {"kind": "random_search", "pairs": 4, "sigma": 0.05, "step": 0.05}
     return write_job(tmp_path / "job.yaml", job)
+
+
+def test_random_search_job_file_trains_on_2_ranks_and_improves(tmp_path):
+    proc = run_cli(["train", JOB, "--run-dir", tmp_path / "run"], ranks=2)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(tmp_path / "run" / "metrics.h5") as f:
+        evals = f["eval_return"][...]
+    evals = evals[np.isfinite(evals)]
+    assert len(evals) == 6 and evals[1:].max() > 2 * evals[0], evals
 
 
 def test_random_search_is_bit_identical_on_1_and_2_ranks_and_across_a_resume(tmp_path):
