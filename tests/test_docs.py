@@ -231,3 +231,26 @@ def test_readme_shows_the_default_job_as_it_is():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     shown = re.search(r"`jobs/default\.yaml`:\n\n```yaml\n(.*?)^```$", readme, re.S | re.M)[1]
     assert yaml.safe_load(shown) == yaml.safe_load((ROOT / "jobs" / "default.yaml").read_text())
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_relative_links_point_at_files_and_headings():
+    docs = [ROOT / d for d in DOCS] + sorted((ROOT / "docs").glob("*.md"))
+    broken = []
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"\w+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+            elif anchor and file.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", file.read_text(encoding="utf-8"), re.M)
+                if anchor not in {slug(h) for h in headings}:
+                    broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert not broken, broken
