@@ -61,7 +61,7 @@ def test_episodes_given_away_mid_flight_end_as_if_they_had_not_moved(env_id):
     makers = [lambda c=c, a=a, t=t: _with_task(to_spec(c, *a), t) for t, (c, a) in enumerate(zip(caps, args))]
     handover_round = round_for(env_id, kwargs, policy, makers)
     runner = BatchedRunner(env_id, kwargs, policy, 4)
-    got = runner.run([m() for m in makers], None, None, exchange=handover_round)
+    got = runner.run([m() for m in makers], None, None, handover_round=handover_round)
     assert handover_round.given >= 2 and len(handover_round.transport.records) == handover_round.given
     moved_at = [int(r["steps"][0]) for r in handover_round.transport.records]
     assert any(s > NOISE_BLOCK and s % NOISE_BLOCK for s in moved_at), moved_at
@@ -90,7 +90,7 @@ def test_episodes_move_before_any_slot_frees_once_the_counter_is_spent():
             yield m()
 
     got = BatchedRunner(env_id, {}, policy, 2).run(lazily(), None, None, limit=lambda: len(caps) - len(taken),
-                                                   exchange=handover_round)
+                                                   handover_round=handover_round)
     assert handover_round.given == 1 and int(handover_round.transport.records[0]["steps"][0]) == 8
     expected = [reference(env_id, {}, policy, [a], None, None, c)[0] for c, a in zip(caps, args)]
     assert_same(expected, sorted(got, key=lambda e: e.task))
@@ -104,7 +104,7 @@ def test_one_by_one_runner_finishes_received_episodes():
     makers = [lambda a=a, t=t: _with_task(to_spec(100, *a), t) for t, a in enumerate(args)]
     handover_round = round_for(env_id, {}, policy, makers)
     env = gym.make(env_id).unwrapped
-    got = run_one_by_one(env, policy, [m() for m in makers], None, None, exchange=handover_round)
+    got = run_one_by_one(env, policy, [m() for m in makers], None, None, handover_round=handover_round)
     assert handover_round.given == 0 and [e.task for e in got] == [0, 1, 2]
     assert_same(reference(env_id, {}, policy, args, None, None, 100), got)
 
@@ -114,7 +114,8 @@ def test_episodes_collecting_statistics_are_not_given():
     args = [a[:4] + (True,) for a in specs(policy, 3, seed=8)]
     makers = [lambda a=a, t=t: _with_task(to_spec(50, *a), t) for t, a in enumerate(args)]
     handover_round = round_for("HalfCheetah-v5", {}, policy, makers)
-    got = BatchedRunner("HalfCheetah-v5", {}, policy, 3).run([m() for m in makers], None, None, exchange=handover_round)
+    runner = BatchedRunner("HalfCheetah-v5", {}, policy, 3)
+    got = runner.run([m() for m in makers], None, None, handover_round=handover_round)
     assert handover_round.given == 0
     assert_same(reference("HalfCheetah-v5", {}, policy, args, None, None, 50), got)
 

@@ -35,7 +35,7 @@ transport = comm.handover(handover.record_dtype(gym.make(env_id, **kwargs).unwra
 for g in range(3):  # the two boards alternate and are cleared in turn
     transport.begin(g)
     makers = [lambda c=c, a=a, t=t: replace(to_spec(c, *a), task=t) for t, (c, a) in enumerate(zip(caps, args))]
-    exchange = handover.HandoverRound(transport, lambda task: makers[task]())
+    handover_round = handover.HandoverRound(transport, lambda task: makers[task]())
     comm.barrier()
     if comm.rank == 0:  # every task starts here, six in a batch; the other ranks start with none
         taken = []
@@ -46,12 +46,14 @@ for g in range(3):  # the two boards alternate and are cleared in turn
                 yield m()
 
         got = BatchedRunner(env_id, kwargs, policy, 8).run(lazily(), None, None,
-                                                           limit=lambda: len(caps) - len(taken), exchange=exchange)
+                                                           limit=lambda: len(caps) - len(taken),
+                                                           handover_round=handover_round)
     else:
-        got = run_one_by_one(gym.make(env_id, **kwargs).unwrapped, policy, [], None, None, exchange=exchange)
+        env = gym.make(env_id, **kwargs).unwrapped
+        got = run_one_by_one(env, policy, [], None, None, handover_round=handover_round)
     mine = np.array([[e.task, e.ret, e.length, comm.rank] for e in got], np.float64).ravel()
     rows = np.concatenate(comm.gather_blocks(mine)).reshape(-1, 4)
-    given = np.concatenate(comm.gather_blocks(np.array([exchange.given], np.float64)))
+    given = np.concatenate(comm.gather_blocks(np.array([handover_round.given], np.float64)))
     if comm.rank == 0:
         rows = rows[np.argsort(rows[:, 0])]
         assert rows[:, 0].tolist() == list(range(len(caps))), rows[:, 0]

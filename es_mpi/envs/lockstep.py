@@ -99,7 +99,7 @@ class BatchedRunner:
 
     def run(self, specs: Iterable[EpisodeSpec], mean: np.ndarray | None, std: np.ndarray | None,
             poll: Callable[[], object] | None = None, limit: Callable[[], int] | None = None,
-            exchange: HandoverRound | None = None) -> list[Episode]:
+            handover_round: HandoverRound | None = None) -> list[Episode]:
         """What run_episode returns for each spec, in the order they are taken; observations normalised
         unless mean is None. `specs` is consumed lazily, one spec whenever a slot is free, so that it
         can hand out work dynamically; `poll` is called every few lockstep steps (see run_episode).
@@ -109,7 +109,7 @@ class BatchedRunner:
         the last episode in flight is handed to the gymnasium env (its state copied over), where a lone
         episode steps faster than in a batch: it is the straggler every other rank waits for.
 
-        With `exchange`, the generation's HandoverRound, once no spec is left, episodes in flight beyond
+        With `handover_round`, the generation's HandoverRound, once no spec is left, episodes in flight beyond
         the last go to ranks that have none, of this node first (the youngest first; not those collecting
         statistics), and when this rank has none it finishes episodes others hand over; the list then
         holds the episodes this rank finished, each with its spec's task."""
@@ -125,13 +125,13 @@ class BatchedRunner:
                 if poll is not None:
                     poll()
                 # Under dynamic assignment the counter tells whether tasks are left before a slot frees.
-                if exchange is not None and ids.size > 1 and exchange.wanted() and slots.spent():
-                    slots.give_away(exchange)
+                if handover_round is not None and ids.size > 1 and handover_round.wanted() and slots.spent():
+                    slots.give_away(handover_round)
                     continue  # one episode may be left: it goes to the gymnasium env above
             slots.step(ids, mean, std)
         finished = slots.finished()
-        if exchange is not None:
-            finished += exchange.finish_received(self.env, self.policy, mean, std, poll)
+        if handover_round is not None:
+            finished += handover_round.finish_received(self.env, self.policy, mean, std, poll)
         return finished
 
 

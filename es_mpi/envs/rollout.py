@@ -102,11 +102,11 @@ def finish_episode(env, policy: MlpPolicy, spec: EpisodeSpec, obs: np.ndarray, m
 
 def run_one_by_one(env, policy: MlpPolicy, specs: Iterable[EpisodeSpec], mean: np.ndarray | None,
                    std: np.ndarray | None, poll: Callable[[], object] | None = None,
-                   limit: Callable[[], int] | None = None, exchange=None) -> list[Episode]:
+                   limit: Callable[[], int] | None = None, handover_round=None) -> list[Episode]:
     """play each spec in turn: the path for envs the lockstep runner does not cover (one episode in
-    flight, so `limit` has nothing to cap and there is never one to hand over). With `exchange`, the
+    flight, so `limit` has nothing to cap and there is never one to hand over). With `handover_round`, the
     generation's es_mpi.envs.handover.HandoverRound, it then finishes episodes that other ranks hand over."""
     episodes = [play(env, policy, s, mean, std, poll) for s in specs]
-    if exchange is not None:
-        episodes += exchange.finish_received(env, policy, mean, std, poll)
+    if handover_round is not None:
+        episodes += handover_round.finish_received(env, policy, mean, std, poll)
     return episodes
