@@ -5,7 +5,7 @@
 #   sbatch -N1 -n2 slurm/humanoid_1440.sh --set run.generations=3     # the same script, shrunk to a test
 #
 # Submit from the repository root (or set ES_MPI_ROOT). Site settings (modules, Python, srun --mpi) come
-# from ES_MPI_* environment variables, documented in slurm/lib.sh and the README; never edit them in here.
+# from ES_MPI_* environment variables, documented in slurm/lib.sh and docs/cluster.md; never edit them in here.
 # Options on the sbatch command line override the #SBATCH lines below.
 #
 #SBATCH --job-name=humanoid_1440

@@ -78,7 +78,7 @@ es_mpi_find_python() {
     # find_spec does not import mpi4py.MPI: no MPI initialisation in the batch shell.
     "$ES_MPI_PY" -c 'import importlib.util as u, es_mpi, sys; sys.exit(u.find_spec("mpi4py") is None)' 2>/dev/null \
         || es_mpi_die "$ES_MPI_PY cannot import es_mpi and mpi4py; set ES_MPI_PYTHON or ES_MPI_VENV" \
-                      "(README: Running on a cluster)"
+                      "(docs/cluster.md)"
 }
 
 # Prints "<seed><TAB><--run-dir given in ARGS, or nothing>" for `es-mpi train ARGS`, validating the job

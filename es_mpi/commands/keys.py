@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from es_mpi.runs.job import Job
-from es_mpi.runs.schema import _type_name
+from es_mpi.runs.schema import type_name
 
 REGENERATE = "es-mpi keys > docs/job-keys.md"
 
@@ -134,7 +134,7 @@ def keys_markdown() -> str:
                   "| key | default | check | meaning |", "|---|---|---|---|"]
         for f in section.keys:
             tp = section.hints[f.name]
-            check = ", ".join(w for w in (_type_name(tp), check_words(f.metadata.get("check"), tp)) if w)
+            check = ", ".join(w for w in (type_name(tp), check_words(f.metadata.get("check"), tp)) if w)
             lines.append(f"| `{section.dotted}.{f.name}` | {_default(f)} | {_cell(check)} | "
                          f"{_cell(f.metadata.get('help', ''))} |")
     return "\n".join(lines) + "\n"

@@ -64,7 +64,7 @@ class MeanCap:
 
 @dataclass(frozen=True)
 class AtariConfig:
-    """Preprocessing of ALE envs (ignored for others); defaults as in the paper's era (README)."""
+    """Preprocessing of ALE envs (ignored for others); defaults as in the paper's era (docs/atari.md)."""
 
     frame_skip: int = key(4, positive, "emulator frames per agent action (last two max-pooled)")
     repeat_action_probability: float = key(0.0, unit_open, "sticky actions: chance per frame to repeat the last")
@@ -87,11 +87,11 @@ class EnvConfig:
 @dataclass(frozen=True)
 class PolicyConfig:
     kind: Literal["mlp", "cnn"] = key("mlp", help="policy network: mlp, or cnn for ALE envs")
-    hidden: list[int] = key([64, 64], _hidden, "hidden layer sizes")
+    hidden: list[int] = key([64, 64], _hidden, "hidden layer sizes (column-normalised initial weights, zero biases)")
     activation: Literal["tanh", "relu", "elu"] = key("tanh", help="hidden activation")
     actions: str = key("continuous", _actions, "'continuous' or 'uniform:N' (N bins per action dim)")
     action_noise: float = key(0.01, non_negative, "std of Gaussian action noise in training rollouts")
-    obs_norm: bool = key(True, help="normalise observations with running statistics")
+    obs_norm: bool = key(True, help="normalise observations with running statistics, then clip them to [-5, 5]")
     obs_stat_fraction: float = key(0.01, is_fraction, "fraction of pairs whose observations feed the stats")
     ref_batch: int = key(128, positive, "cnn: observations in the virtual batch norm reference batch")
 
@@ -101,7 +101,8 @@ class EsConfig:
     pairs: int = key(500, positive, "antithetic pairs per generation (2 x pairs episodes)")
     sigma: float = key(0.02, positive, "noise standard deviation")
     l2: float = key(0.005, non_negative, "weight decay coefficient")
-    noise_table_size: int = key(250_000_000, positive, "entries in the shared noise table")
+    noise_table_size: int = key(250_000_000, positive,
+                                "entries in the shared noise table (at least the parameter count; the paper: 250M)")
     noise_seed: int = key(123, non_negative, "seed of the shared noise table")
 
 
@@ -120,7 +121,8 @@ class RunConfig:
     seed: int = key(0, non_negative, "run seed: perturbations, env seeds, initial weights")
     generations: int = key(100, positive, "generation budget")
     timesteps: int | None = key(None, at_least_one, "training env-step budget (null: none)")
-    eval_every: int = key(5, non_negative, "evaluate the noiseless policy every N generations (0: never)")
+    eval_every: int = key(5, non_negative,
+                          "evaluate the noiseless policy in generation 0 and every N-th after (0: never)")
     eval_episodes: int = key(3, positive, "episodes per evaluation")
     checkpoint_every: int = key(10, positive, "write checkpoint.h5 every N generations")
 

@@ -50,14 +50,14 @@ def at_least_one(v: int | None) -> str | None:
     return None if v is None or v >= 1 else "must be >= 1 (or null for no limit)"
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        return f"a list of {type_name(typing.get_args(tp)[0])}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
             dict: "a mapping", type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -109,7 +109,7 @@ def build(cls: type, raw: Any, path: str, source: str) -> Any:
         if tp is float and _matches(value, int):
             value = float(value)
         if not _matches(value, tp):
-            raise ConfigError(f"{source}: {dotted} must be {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{source}: {dotted} must be {type_name(tp)}, got {value!r}")
         check = f.metadata["check"]
         problem = check(value) if check and value is not None else None
         if problem:
