@@ -123,7 +123,7 @@ def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
         record = Recorder(run_dir, job, ctx.strategy, state, identity)
         what = f"resuming at generation {state.generation}" if header["resumed"] else "new run"
         print(f"es-mpi: {what} in {run_dir}: {job.env.id}, {job.strategy.kind}, {policy.num_params:,} "
-              f"parameters, {comm.size} rank(s)", flush=True)
+              f"parameters, {comm.size} rank(s); episodes: {ctx.path}", flush=True)
     code, state = train(ctx, state, record, stop)
     if record:
         record.close(state, code)

@@ -12,10 +12,12 @@ import numpy as np
 
 from es_mpi.core.noise import fill_noise, weighted_noise_sum
 from es_mpi.envs import handover, lockstep
+from es_mpi.envs.make import wrapper_names
+from es_mpi.envs.physics import unmodelled
 from es_mpi.envs.rollout import run_one_by_one
 from es_mpi.parallel.comm import LocalComm
 from es_mpi.policies.make import Policy
-from es_mpi.policies.mlp import MlpPolicy
+from es_mpi.policies.mlp import BOX, MlpPolicy
 from es_mpi.runs.job import ConfigError, Job
 from es_mpi.strategies import STRATEGIES
 from es_mpi.strategies.base import Strategy
@@ -35,6 +37,7 @@ class Context:
     noise: np.ndarray  # node-shared, read-only after start-up
     sum_buffer: np.ndarray  # node-shared, each rank writes its slice of a weighted noise sum
     run_episodes: Callable  # (specs, mean, std, poll, limit, handover_round) -> episodes: lockstep or one by one
+    path: str  # which runner, and why, for the start-up line
     dynamic: bool = True  # dynamic task assignment (results are the same either way)
     handover: object | None = None  # hand-over transport for episodes in flight (es_mpi.parallel)
 
@@ -63,15 +66,29 @@ def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: Policy
     noise = comm.node_array(job.es.noise_table_size, np.float32, lambda a: fill_noise(a, job.es.noise_seed))
     sum_buffer = comm.node_array(policy.num_params, np.float32)
     slots = default_slots() if slots is None else slots
-    covered = isinstance(policy, MlpPolicy) and lockstep.supports(job.env.id, job.env.kwargs)
+    gap = lockstep_gap(job, env, policy)
+    covered = not gap
     if slots > 1 and covered:
         run_episodes = lockstep.BatchedRunner(job.env.id, job.env.kwargs, policy, slots).run
+        path = f"lockstep MuJoCo batches of {slots} per rank"
     else:
         run_episodes = partial(run_one_by_one, env, policy)
+        if gap == "the env is wrapped":
+            gap = f"the env is wrapped: {', '.join(wrapper_names(env))}"
+        path = f"gymnasium, one episode at a time ({gap or f'{SLOTS_VAR}={slots}'})"
     transport = None
     if dynamic and covered and hand_over:
         transport = comm.handover(handover.record_dtype(env, policy.obs_dim, policy.act_dim))
-    return Context(job, comm, env, env_limit, policy, strategy, noise, sum_buffer, run_episodes, dynamic, transport)
+    return Context(job, comm, env, env_limit, policy, strategy, noise, sum_buffer, run_episodes, path, dynamic,
+                   transport)
+
+
+def lockstep_gap(job: Job, env, policy: Policy) -> str:
+    """Why episodes cannot run in lockstep MuJoCo batches ('' when they can)."""
+    gap = unmodelled(env, job.env.id, job.env.kwargs)
+    if not gap and (not isinstance(policy, MlpPolicy) or policy.kind != BOX):
+        return "the policy's actions are not a Box"
+    return gap
 
 
 def default_slots() -> int:

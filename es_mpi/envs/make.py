@@ -1,4 +1,4 @@
-"""Environment creation and checks; the trainer steps the unwrapped env and applies the cap itself."""
+"""Environment creation and checks: the env a user's gym.make returns, less the wrappers whose job es-mpi does."""
 
 from __future__ import annotations
 
@@ -50,10 +50,23 @@ def _mujoco_warning(message: str) -> None:
     sys.stderr.write(f"mujoco warning: {message}\n")
 
 
+# Make-time keywords of gymnasium.make that are not constructor arguments of the env.
+_MAKE_KEYWORDS = ("max_episode_steps", "disable_env_checker", "autoreset", "apply_api_compatibility")
+# Observation spaces es-mpi flattens (gymnasium.spaces.flatten) for the MLP; others are refused.
+_FLAT_SPACES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Dict", "Tuple")
+
+
 def make_env(cfg: EnvConfig, source: str = "job"):
-    """(unwrapped env, its own episode limit). Wrappers are skipped: the rollout loop caps episodes.
-    ALE ids get es-mpi's own Atari env with the standard preprocessing (atari.py)."""
+    """(env, its episode limit): the env `gym.make(id, **kwargs)` returns, with every wrapper its author
+    registered (entry point, additional_wrappers, kwargs), less the three gymnasium adds whose job es-mpi
+    does itself: TimeLimit (es-mpi caps episodes at the returned limit, the spec's max_episode_steps or
+    env.kwargs.max_episode_steps), OrderEnforcing and PassiveEnvChecker. Observations that are not a flat
+    Box are flattened with gymnasium's FlattenObservation. ALE ids get es-mpi's own Atari env with the
+    standard preprocessing (es_mpi.envs.atari)."""
+    import dataclasses
+
     import gymnasium as gym
+    from gymnasium.wrappers import FlattenObservation
 
     from es_mpi.envs.atari import is_ale_id, make_atari_env
 
@@ -68,9 +81,35 @@ def make_env(cfg: EnvConfig, source: str = "job"):
             "rendering: unset MUJOCO_GL, or install the libraries of that back end (Debian: libegl1 for egl)"
         ) from None
     mujoco.set_mju_user_warning(_mujoco_warning)
+    kwargs = {k: v for k, v in cfg.kwargs.items() if k not in _MAKE_KEYWORDS}
+    spec = gym.spec(cfg.id.rpartition(":")[2])
+    bare = dataclasses.replace(spec, max_episode_steps=None, order_enforce=False, disable_env_checker=True)
     try:
-        env = gym.make(cfg.id, **cfg.kwargs)
+        env = gym.make(bare, **kwargs)
     except Exception as exc:  # env constructors raise many types for bad kwargs
         raise ConfigError(f"{source}: cannot make env {cfg.id!r} with env.kwargs {cfg.kwargs}: {exc}") from None
-    limit = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
-    return env.unwrapped, int(limit)
+    _check_space(env.observation_space, "observation", cfg.id, source)
+    space = env.observation_space
+    if not (type(space).__name__ == "Box" and len(space.shape) == 1):
+        env = FlattenObservation(env)
+    limit = cfg.kwargs.get("max_episode_steps") or spec.max_episode_steps or 1000
+    return env, int(limit)
+
+
+def _check_space(space, what: str, env_id: str, source: str) -> None:
+    """Refuse a space gymnasium cannot flatten into a fixed-width vector (Text, Graph, Sequence, ...)."""
+    name = type(space).__name__
+    if name not in _FLAT_SPACES:
+        raise ConfigError(f"{source}: env {env_id!r} has a {name} {what} space, which es-mpi's policies cannot "
+                          f"take; supported: {', '.join(_FLAT_SPACES)} (wrap the env to convert it)")
+    for inner in getattr(space, "spaces", {}).values() if name == "Dict" else getattr(space, "spaces", ()):
+        _check_space(inner, what, env_id, source)
+
+
+def wrapper_names(env) -> list[str]:
+    """The classes of the wrappers around the env, outermost first."""
+    names = []
+    while env is not env.unwrapped:
+        names.append(type(env).__name__)
+        env = env.env
+    return names

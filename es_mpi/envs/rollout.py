@@ -57,10 +57,10 @@ def run_episode(
                 poll)
 
 
-def noise_block(spec: EpisodeSpec, act_dim: int) -> np.ndarray:
+def noise_block(spec: EpisodeSpec, width: int) -> np.ndarray:
     """The next NOISE_BLOCK steps of the episode's action noise, drawn and scaled at once: the stream's
     values do not depend on the block size."""
-    block = spec.noise_rng.standard_normal((NOISE_BLOCK, act_dim), dtype=np.float32)
+    block = spec.noise_rng.standard_normal((NOISE_BLOCK, width), dtype=np.float32)
     block *= np.float32(spec.noise_std)
     return block
 
@@ -85,12 +85,11 @@ def finish_episode(env, policy: MlpPolicy, spec: EpisodeSpec, obs: np.ndarray, m
         if poll is not None and steps % POLL_EVERY == 0:
             poll()
         if noisy and steps % NOISE_BLOCK == 0:
-            noise = noise_block(spec, policy.act_dim)
+            noise = noise_block(spec, policy.noise_dim)
         if seen is not None:
             seen.append(obs)
-        action = policy.act(bound, obs if mean is None else normalise(obs, mean, std))
-        if noisy:
-            action += noise[steps % NOISE_BLOCK]
+        action = policy.act(bound, obs if mean is None else normalise(obs, mean, std),
+                            noise[steps % NOISE_BLOCK] if noisy else None)
         obs, reward, terminated, truncated, _ = env.step(action)
         total += reward
         steps += 1

@@ -131,9 +131,15 @@ class CnnPolicy:
         layers.append((p["out.w"], p["out.b"]))
         return layers
 
-    def act(self, layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray) -> int:
+    @property
+    def noise_dim(self) -> int:
+        """Width of one step's action noise, added to the scores (cnn jobs use none: greedy actions)."""
+        return self.act_dim
+
+    def act(self, layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray, noise: np.ndarray | None = None) -> int:
         """Greedy action index for one uint8 observation (H, W, C)."""
-        return int(np.argmax(self.scores(layers, obs[None])[0]))
+        scores = self.scores(layers, obs[None])[0]
+        return int(np.argmax(scores if noise is None else scores + noise))
 
     def scores(self, layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray) -> np.ndarray:
         """Action scores (N, act_dim) for a batch of observations (N, H, W, C)."""

@@ -1,4 +1,5 @@
-"""The MuJoCo policy: an MLP from normalised observations to actions, parameters in one flat vector."""
+"""The MLP policy: normalised flat observations to actions of any standard gymnasium action space, its
+parameters in one flat vector."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ ACTIVATIONS = {
 }
 
 
+# How the outputs become an action, by the kind of action space.
+BOX, DISCRETE, MULTI_DISCRETE, MULTI_BINARY = "box", "discrete", "multi_discrete", "multi_binary"
+
+
 @dataclass(frozen=True)
 class MlpPolicy:
-    """Layer sizes obs_dim -> hidden... -> outputs; `bins` is None for continuous actions.
-
-    With bins, the network scores `bins` values per action dimension and the argmax bin is mapped onto
-    [low, high] (the paper's discretised actions for hopping and swimming).
+    """Layer sizes obs_dim -> hidden... -> outputs, outputs by action `kind`:
+    - box: one per action dimension, clipped to [low, high]; with `bins`, `bins` scores per dimension and
+      the argmax bin mapped onto [low, high] (the paper's discretised actions for hopping and swimming);
+    - discrete and multi_discrete: nvec[i] scores per dimension i, argmax, plus the space's start `low`;
+    - multi_binary: one score per dimension, 1 where positive.
+    Action noise (training only) is added to a box action, and to the scores of the other kinds.
     """
 
     obs_dim: int
@@ -28,11 +35,23 @@ class MlpPolicy:
     low: np.ndarray
     high: np.ndarray
     bins: int | None = None
+    kind: str = BOX
+    nvec: tuple[int, ...] = ()
+
+    @property
+    def outputs(self) -> int:
+        if self.kind == BOX:
+            return self.act_dim * (self.bins or 1)
+        return sum(self.nvec) if self.nvec else self.act_dim
+
+    @property
+    def noise_dim(self) -> int:
+        """Width of one step's action noise."""
+        return self.act_dim if self.kind == BOX else self.outputs
 
     @property
     def sizes(self) -> list[int]:
-        out = self.act_dim * (self.bins or 1)
-        return [self.obs_dim, *self.hidden, out]
+        return [self.obs_dim, *self.hidden, self.outputs]
 
     @property
     def num_params(self) -> int:
@@ -61,8 +80,10 @@ class MlpPolicy:
             pos += n_out
         return out
 
-    def act(self, layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray) -> np.ndarray:
-        """Actions for normalised float32 observations of shape (obs_dim,) or (batch, obs_dim).
+    def act(self, layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray,
+            noise: np.ndarray | None = None) -> np.ndarray:
+        """Actions for normalised float32 observations of shape (obs_dim,) or, for box actions,
+        (batch, obs_dim); `noise` (noise_dim floats) is this step's action noise, if any.
 
         Written with in-place ufuncs: it runs once per env step, where numpy's per-call overhead is
         a large part of the cost for small networks.
@@ -76,9 +97,24 @@ class MlpPolicy:
         w, b = layers[-1]
         x = np.dot(x, w)
         x += b
+        if self.kind != BOX:
+            return self._categorical(x if noise is None else x + noise)
         if self.bins is None:
             np.maximum(x, self.low, out=x)
-            return np.minimum(x, self.high, out=x)
-        scores = x.reshape(*x.shape[:-1], self.act_dim, self.bins)
-        step = (self.high - self.low) / np.float32(self.bins - 1)
-        return self.low + step * np.argmax(scores, axis=-1).astype(np.float32)
+            action = np.minimum(x, self.high, out=x)
+        else:
+            scores = x.reshape(*x.shape[:-1], self.act_dim, self.bins)
+            step = (self.high - self.low) / np.float32(self.bins - 1)
+            action = self.low + step * np.argmax(scores, axis=-1).astype(np.float32)
+        if noise is not None:
+            action += noise
+        return action
+
+    def _categorical(self, scores: np.ndarray) -> np.ndarray | int:
+        """The action of the discrete kinds from one observation's scores."""
+        if self.kind == MULTI_BINARY:
+            return (scores > 0).astype(np.int8)
+        picks = [int(np.argmax(part)) for part in np.split(scores, np.cumsum(self.nvec)[:-1])]
+        if self.kind == DISCRETE:
+            return int(self.low[0]) + picks[0]
+        return self.low.astype(np.int64) + np.array(picks, np.int64)

@@ -33,3 +33,19 @@ def supports(env_id: str, env_kwargs: dict) -> bool:
     """Whether the lockstep runner reproduces `env_id` made with `env_kwargs`; if not, run episodes one by one."""
     physics = PHYSICS.get(env_id)
     return physics is not None and all(k in physics.kwargs and _simple(v) for k, v in env_kwargs.items())
+
+
+def unmodelled(env, env_id: str, env_kwargs: dict) -> str:
+    """Why the lockstep runner does not reproduce the made `env` bit for bit ('' when it does): it models
+    gymnasium's own v5 task of that id, unwrapped, with the constructor arguments above."""
+    physics = PHYSICS.get(env_id)
+    if physics is None:
+        return f"{env_id} has no lockstep model (those: the MuJoCo v5 locomotion and pendulum tasks)"
+    odd = sorted(k for k, v in env_kwargs.items() if k not in physics.kwargs or not _simple(v))
+    if odd:
+        return f"env.kwargs {', '.join(odd)} are not modelled by the lockstep runner"
+    if env is not env.unwrapped:
+        return "the env is wrapped"
+    if not type(env).__module__.startswith("gymnasium.envs.mujoco."):
+        return f"{env_id} is registered to {type(env).__module__}.{type(env).__name__}, not gymnasium's task"
+    return ""
