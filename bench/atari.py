@@ -27,13 +27,15 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from es_mpi.engine.loop import build_context, initial_state, train  # noqa: E402
+from es_mpi.engine.context import Context, build_context  # noqa: E402
+from es_mpi.engine.loop import train  # noqa: E402
 from es_mpi.engine.signals import StopFlag  # noqa: E402
 from es_mpi.envs.make import make_env  # noqa: E402
 from es_mpi.parallel.comm import LocalComm  # noqa: E402
 from es_mpi.policies.make import make_policy  # noqa: E402
 from es_mpi.policies.reference_batch import collect_reference_batch  # noqa: E402
 from es_mpi.runs.job import load_job  # noqa: E402
+from es_mpi.runs.state import initial_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,10 +82,9 @@ def micro(env, policy, theta: np.ndarray, repeats: int, block: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()} | {"samples_ms": times}
 
 
-def training_rate(job, env, limit, policy, ref: np.ndarray, generations: int) -> dict:
+def training_rate(ctx: Context, ref: np.ndarray) -> dict:
     """Env steps per second (training and evaluation episodes) over whole generations, one process."""
-    ctx = build_context(job, LocalComm(), env, limit, policy)
-    state = replace(initial_state(job, policy, limit), ref_batch=ref)
+    state = replace(initial_state(ctx.strategy), ref_batch=ref)
     rows = []
     t0 = time.perf_counter()
     train(ctx, state, lambda s, row, c: rows.append(row), StopFlag())
@@ -110,9 +111,10 @@ def main() -> None:
     ref = collect_reference_batch(env, job.policy.ref_batch, job.run.seed)
     collect_s = time.perf_counter() - t0
     policy = make_policy(job.policy, env, ref)
-    theta = initial_state(job, policy, limit).theta
+    ctx = build_context(job, LocalComm(), env, limit, policy)
+    theta = ctx.strategy.bases(ctx.strategy.init())[0]  # the initial parameters
     m = micro(env, policy, theta, args.repeats, args.block)
-    run = training_rate(job, env, limit, policy, ref, args.train_generations)
+    run = training_rate(ctx, ref)
 
     ratio = m["policy_act"] / m["env_step"]
     print(f"{job.env.id} on one core ({platform.processor() or platform.machine()}), "

@@ -44,12 +44,14 @@ EARLY = 8  # generations from scratch reported on their own
 
 def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> None:
     """Under mpiexec: train with the given assignment; rank 0 prints one JSON line."""
-    from es_mpi.engine.loop import build_context, initial_state, train
+    from es_mpi.engine.context import build_context
+    from es_mpi.engine.loop import train
     from es_mpi.engine.signals import StopFlag
     from es_mpi.envs.make import make_env
     from es_mpi.parallel.comm import get_comm
     from es_mpi.policies.make import make_policy
     from es_mpi.runs.job import load_job
+    from es_mpi.runs.state import initial_state
 
     comm = get_comm()
     job = load_job(ROOT / "jobs" / "hopper.yaml", [f"es.pairs={pairs}", "es.noise_table_size=20000000",
@@ -60,9 +62,10 @@ def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> Non
     ctx = build_context(job, comm, env, limit, policy, dynamic=(mode != "static"), slots=slots,
                         hand_over=(mode != "dynamic-no-handover"))
     rows = []
-    _, state = train(ctx, initial_state(job, policy, limit), (lambda s, row, c: rows.append(row)) if comm.rank == 0
+    _, state = train(ctx, initial_state(ctx.strategy), (lambda s, row, c: rows.append(row)) if comm.rank == 0
                      else None, StopFlag())
     if comm.rank == 0:
+        theta = ctx.strategy.bases(state.strategy)[0]  # the trained parameters
         times = np.array([r["rank_times"] for r in rows])  # generation x rank x (rollout, wait, comm, update)
         steps = np.array([2 * pairs * r["length_mean"] for r in rows])
         span = np.maximum(steps / comm.size, [r["length_max"] for r in rows])
@@ -77,7 +80,7 @@ def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> Non
             "mode": mode, "slots": slots, "episode_cap": cap, **shares(len(rows)), "early": shares(EARLY),
             "total_s": float(sum(r["generation_s"] for r in rows)),
             "wait_share_per_generation": (times[..., 1].sum(axis=1) / times.sum(axis=(1, 2))).tolist(),
-            "generation_s": [r["generation_s"] for r in rows], "theta_crc32": zlib.crc32(state.theta.tobytes()),
+            "generation_s": [r["generation_s"] for r in rows], "theta_crc32": zlib.crc32(theta.tobytes()),
             "mean_episode_length": float(np.mean([r["length_mean"] for r in rows])),
             "handovers": int(sum(r["handovers"] for r in rows)),
         }))

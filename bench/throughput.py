@@ -29,12 +29,14 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 from es_mpi.core.obs_stats import normalise  # noqa: E402
-from es_mpi.engine.loop import Context, build_context, initial_state, train  # noqa: E402
+from es_mpi.engine.context import Context, build_context  # noqa: E402
+from es_mpi.engine.loop import train  # noqa: E402
 from es_mpi.engine.signals import StopFlag  # noqa: E402
 from es_mpi.envs.make import make_env  # noqa: E402
 from es_mpi.parallel.comm import LocalComm  # noqa: E402
 from es_mpi.policies.make import make_policy  # noqa: E402
 from es_mpi.runs.job import load_job  # noqa: E402
+from es_mpi.runs.state import initial_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = {"HalfCheetah-v5": "halfcheetah.yaml", "Humanoid-v5": "humanoid.yaml", "Hopper-v5": "hopper.yaml"}
@@ -43,7 +45,7 @@ JOBS = {"HalfCheetah-v5": "halfcheetah.yaml", "Humanoid-v5": "humanoid.yaml", "H
 def training_rate(ctx: Context, generations: int) -> tuple[float, list[dict]]:
     """Steps/s (training and evaluation episodes) over whole generations of `train`, start-up excluded."""
     rows = []
-    state = initial_state(ctx.job, ctx.policy, ctx.env_limit)
+    state = initial_state(ctx.strategy)
     budget = replace(ctx.job, run=replace(ctx.job.run, generations=generations, checkpoint_every=10**9))
     t0 = time.perf_counter()
     _, state = train(replace(ctx, job=budget), state, lambda s, row, c: rows.append(row), StopFlag())
