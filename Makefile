@@ -2,9 +2,9 @@
 # and `make test` (set up, run the whole test suite). Set-up is idempotent.
 VENV    ?= .venv
 PYTHON  ?= python3
-# The mpich extra brings MPI from PyPI; on a cluster with a site MPI use `make ... EXTRAS=dev`
-# after building mpi4py against it (see README).
-EXTRAS  ?= mpich,dev,report
+# The mpich extra brings MPI from PyPI; on a cluster with a site MPI use `make ... EXTRAS=dev,box2d`
+# after building mpi4py against it (see README). box2d: LunarLander and BipedalWalker (jobs/*.yaml).
+EXTRAS  ?= mpich,dev,report,box2d
 RANKS   ?= 2
 JOB     ?= jobs/default.yaml
 # Empty: the CLI's own default, results/runs/<job file name>-seed<seed> (results/runs/default-seed0), which
