@@ -60,10 +60,10 @@ def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: Policy
     the tasks the lockstep runner covers, ranks also hand episodes in flight to each other near a
     generation's end (whatever each rank's slots: the decision follows the job alone, so that all of them
     take part); `hand_over=False` turns that off (for benchmarks)."""
-    strategy = STRATEGIES[job.strategy.kind](job, policy, env_limit)
-    if strategy.behaviour_width:
-        raise ConfigError(f"strategy.kind {strategy.kind}: the episode runners return no behaviour vectors yet")
+    if STRATEGIES[job.strategy.kind].behaviour_width:
+        raise ConfigError(f"strategy.kind {job.strategy.kind}: the episode runners return no behaviour vectors yet")
     noise = comm.node_array(job.es.noise_table_size, np.float32, lambda a: fill_noise(a, job.es.noise_seed))
+    strategy = STRATEGIES[job.strategy.kind](job, policy, env_limit, noise)
     sum_buffer = comm.node_array(policy.num_params, np.float32)
     slots = default_slots() if slots is None else slots
     gap = lockstep_gap(job, env, policy)

@@ -45,8 +45,8 @@ class BatchedRunner:
         for n_in, n_out in zip(policy.sizes[:-1], policy.sizes[1:]):
             w = self.theta[:, pos : pos + n_in * n_out].reshape(slots, n_in, n_out)
             pos += n_in * n_out
-            self.layers.append((w, self.theta[:, None, pos : pos + n_out]))
-            pos += n_out
+            self.layers.append((w, self.theta[:, None, pos : pos + n_out] if policy.bias else None))
+            pos += n_out if policy.bias else 0
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """MlpPolicy.act for every slot's parameters: the same ufuncs, with each np.dot of a slot done as a
@@ -56,11 +56,13 @@ class BatchedRunner:
         hidden = ACTIVATIONS[policy.activation]
         for w, b in self.layers[:-1]:
             x = np.matmul(x, w)
-            x += b
+            if b is not None:
+                x += b
             x = hidden(x)
         w, b = self.layers[-1]
         x = np.matmul(x, w)[:, 0, :]
-        x += b[:, 0, :]
+        if b is not None:
+            x += b[:, 0, :]
         if policy.bins is None:
             np.maximum(x, policy.low, out=x)
             return np.minimum(x, policy.high, out=x)

@@ -26,6 +26,7 @@ class MlpPolicy:
     - discrete and multi_discrete: nvec[i] scores per dimension i, argmax, plus the space's start `low`;
     - multi_binary: one score per dimension, 1 where positive.
     Action noise (training only) is added to a box action, and to the scores of the other kinds.
+    Without `bias` the layers are weights only: with no hidden layers, ARS's linear policy a = M x.
     """
 
     obs_dim: int
@@ -37,6 +38,7 @@ class MlpPolicy:
     bins: int | None = None
     kind: str = BOX
     nvec: tuple[int, ...] = ()
+    bias: bool = True
 
     @property
     def outputs(self) -> int:
@@ -56,7 +58,7 @@ class MlpPolicy:
     @property
     def num_params(self) -> int:
         s = self.sizes
-        return sum(a * b + b for a, b in zip(s[:-1], s[1:]))
+        return sum(a * b + (b if self.bias else 0) for a, b in zip(s[:-1], s[1:]))
 
     def init_theta(self, rng: np.random.Generator) -> np.ndarray:
         """Column-normalised weights (norm 1 per unit for hidden layers, 0.01 for the output), zero biases."""
@@ -66,18 +68,18 @@ class MlpPolicy:
             scale = 0.01 if i == len(s) - 2 else 1.0
             w = rng.standard_normal((n_in, n_out)).astype(np.float32)
             w *= scale / np.sqrt(np.square(w).sum(axis=0, keepdims=True))
-            parts += [w.ravel(), np.zeros(n_out, dtype=np.float32)]
+            parts += [w.ravel(), np.zeros(n_out if self.bias else 0, dtype=np.float32)]
         return np.concatenate(parts).astype(np.float32)
 
     def bind(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """What `act` needs for parameters `theta`, prepared once per episode: here views (W, b) into
-        `theta`, so a step of the policy does no copying."""
+        `theta`, so a step of the policy does no copying (b None without biases)."""
         out, pos, s = [], 0, self.sizes
         for n_in, n_out in zip(s[:-1], s[1:]):
             w = theta[pos : pos + n_in * n_out].reshape(n_in, n_out)
             pos += n_in * n_out
-            out.append((w, theta[pos : pos + n_out]))
-            pos += n_out
+            out.append((w, theta[pos : pos + n_out] if self.bias else None))
+            pos += n_out if self.bias else 0
         return out
 
     def act(self, layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray,
@@ -92,11 +94,13 @@ class MlpPolicy:
         hidden = ACTIVATIONS[self.activation]
         for w, b in layers[:-1]:
             x = np.dot(x, w)
-            x += b
+            if b is not None:
+                x += b
             x = hidden(x)
         w, b = layers[-1]
         x = np.dot(x, w)
-        x += b
+        if b is not None:
+            x += b
         if self.kind != BOX:
             return self._categorical(x if noise is None else x + noise)
         if self.bins is None:

@@ -86,8 +86,10 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    kind: Literal["mlp", "cnn"] = key("mlp", help="policy network: mlp, or cnn for ALE envs")
-    hidden: list[int] = key([64, 64], _hidden, "hidden layer sizes (column-normalised initial weights, zero biases)")
+    kind: Literal["mlp", "linear", "cnn"] = key(
+        "mlp", help="policy network: mlp; linear (ARS's a = M x: no hidden layers, no biases); cnn for ALE envs")
+    hidden: list[int] = key([64, 64], _hidden, "mlp: hidden layer sizes (column-normalised initial weights, zero "
+                            "biases); linear has none")
     activation: Literal["tanh", "relu", "elu"] = key("tanh", help="hidden activation")
     actions: str = key("continuous", _actions, "'continuous' or 'uniform:N' (N bins per action dim)")
     action_noise: float = key(0.01, non_negative, "std of Gaussian action noise in training rollouts")
@@ -184,6 +186,9 @@ def _check_job(job: Job, source: str) -> Job:
     if p.kind == "cnn" and p.action_noise != 0:
         raise ConfigError(f"{source}: policy.action_noise must be 0 with policy.kind cnn (greedy discrete "
                           f"actions), got {p.action_noise!r}")
+    problem = job.strategy.problem(job)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
     return job
 
 

@@ -33,6 +33,11 @@ NoiseSum = Callable[[np.ndarray, np.ndarray], np.ndarray]
 class StrategyConfig:
     """A strategy's job section (`strategy:` in a job file); subclasses add the strategy's own keys."""
 
+    def problem(self, job: Job) -> str | None:
+        """What is wrong with this section given the rest of the job (keys that tie together), as the end of
+        a one-line error ('strategy.top must be <= strategy.directions, got ...'), or None."""
+        return None
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -113,8 +118,10 @@ class Strategy(ABC):
     # floats per episode beside return and length (a behaviour descriptor); 0: none
     behaviour_width: ClassVar[int] = 0
 
-    def __init__(self, job: Job, policy: Policy, env_limit: int) -> None:
-        self.job, self.policy, self.env_limit = job, policy, env_limit
+    def __init__(self, job: Job, policy: Policy, env_limit: int, noise: np.ndarray | None = None) -> None:
+        # noise: the shared noise table, read-only, for strategies that rebuild vectors from offsets
+        # themselves (the GA's seed lists); None where no table is built (start-up on rank 0, eval).
+        self.job, self.policy, self.env_limit, self.noise = job, policy, env_limit, noise
         self.num_params = policy.num_params
 
     def init_theta(self) -> np.ndarray:
