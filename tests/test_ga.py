@@ -2,9 +2,10 @@
 re-evaluation, rebuilding individuals from seed lists (bit-identical to what was evaluated), the cache,
 saved state and job errors."""
 
+import h5py
 import numpy as np
 import pytest
-from helpers import make_noise, tiny_job
+from helpers import make_noise, run_cli, tiny_job, write_job
 from test_strategies import POLICY
 
 from es_mpi.core import seeds
@@ -186,3 +187,43 @@ def test_invalid_sizes_are_one_line_errors(changes, message):
 def test_observation_normalisation_is_refused():
     with pytest.raises(ConfigError, match=r"^t: policy.obs_norm must be false with strategy.kind ga"):
         job_from_dict({**tiny_job(), "strategy": GA}, "t")
+
+
+def ga_job(tmp_path):
+    job = {"env": {"id": "CartPole-v1"}, "policy": {"hidden": [8], "obs_norm": False, "action_noise": 0.0},
+           "es": {"noise_table_size": 1_000_000},
+           "run": {"seed": 1, "generations": 4, "eval_every": 2, "eval_episodes": 1, "checkpoint_every": 1},
+           "strategy": {**GA, "sigma": 0.2, "elite_episodes": 2}}
+    return write_job(tmp_path / "job.yaml", job)
+
+
+def read_population(run_dir):
+    with h5py.File(run_dir / "checkpoint.h5") as f:
+        return (f["theta"][...], f["population/seeds"][...], dict(f["population"].attrs))
+
+
+@pytest.mark.mpi
+def test_ga_is_bit_identical_on_1_2_and_3_ranks_and_across_a_resume_on_another_count(tmp_path):
+    path = ga_job(tmp_path)
+    runs = {}
+    for ranks in (None, 2, 3):
+        proc = run_cli(["train", path, "--run-dir", tmp_path / f"r{ranks}"], ranks=ranks)
+        assert proc.returncode == 0, proc.stderr
+        runs[ranks] = read_population(tmp_path / f"r{ranks}")
+    first = run_cli(["train", path, "--run-dir", tmp_path / "parts", "--set", "run.generations=2"], ranks=3)
+    assert first.returncode == 0, first.stderr
+    second = run_cli(["train", path, "--run-dir", tmp_path / "parts", "--resume", "must"])
+    assert second.returncode == 0, second.stderr
+    runs["resumed"] = read_population(tmp_path / "parts")
+    theta, lists, attrs = runs[None]
+    assert lists.shape[0] == 1 + 3 + 2 and lists.shape[1] >= 2 and (attrs["parents"], attrs["candidates"]) == (3, 2)
+    for name, (other_theta, other_lists, other_attrs) in runs.items():
+        assert np.array_equal(theta, other_theta) and np.array_equal(lists, other_lists), name
+        assert other_attrs == attrs, name
+    with h5py.File(tmp_path / "r2" / "metrics.h5") as f:
+        assert {"best_return", "population_return", "elite_return", "elite_mutations"} <= set(f)
+        assert np.isnan(f["elite_return"][0]) and np.isfinite(f["elite_return"][1:]).all()
+        # generation 0: 6 initialisations; later: 5 offspring and 2 candidates x 2 re-evaluations
+        assert list(np.diff(np.r_[0, f["episodes"][...]])) == [6, 9, 9, 9]
+    proc = run_cli(["eval", tmp_path / "r2", "--episodes", "2"])
+    assert proc.returncode == 0, proc.stderr
