@@ -180,19 +180,25 @@ def read_state(run_dir):
             f["obs_stats"].attrs)
 
 
-@pytest.mark.mpi
-def test_ars_is_bit_identical_on_1_2_and_3_ranks_and_across_a_resume_on_another_count(tmp_path):
-    path = ars_job(tmp_path)
+def run_everywhere(path, tmp_path, read, split: int) -> dict:
+    """read(run dir) of the job trained alone, on 2 and on 3 ranks, and in two parts: `split` generations
+    on 3 ranks, then resumed on 2 (keys None, 2, 3, 'resumed')."""
     runs = {}
     for ranks in (None, 2, 3):
         proc = run_cli(["train", path, "--run-dir", tmp_path / f"r{ranks}"], ranks=ranks)
         assert proc.returncode == 0, proc.stderr
-        runs[ranks] = read_state(tmp_path / f"r{ranks}")
-    first = run_cli(["train", path, "--run-dir", tmp_path / "parts", "--set", "run.generations=1"], ranks=3)
+        runs[ranks] = read(tmp_path / f"r{ranks}")
+    first = run_cli(["train", path, "--run-dir", tmp_path / "parts", "--set", f"run.generations={split}"], ranks=3)
     assert first.returncode == 0, first.stderr
     second = run_cli(["train", path, "--run-dir", tmp_path / "parts", "--resume", "must"], ranks=2)
     assert second.returncode == 0, second.stderr
-    runs["resumed"] = read_state(tmp_path / "parts")
+    runs["resumed"] = read(tmp_path / "parts")
+    return runs
+
+
+@pytest.mark.mpi
+def test_ars_is_bit_identical_on_1_2_and_3_ranks_and_across_a_resume_on_another_count(tmp_path):
+    runs = run_everywhere(ars_job(tmp_path), tmp_path, read_state, split=1)
     arrays, scalars = runs[None]
     assert arrays["theta"].any() and scalars["count"] > 4 * 2 * 4  # every state of every training episode
     for name, (other, other_scalars) in runs.items():

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 from helpers import make_noise, run_cli, tiny_job, write_job
+from test_ars import run_everywhere
 from test_strategies import POLICY
 
 from es_mpi.core import seeds
@@ -204,17 +205,7 @@ def read_population(run_dir):
 
 @pytest.mark.mpi
 def test_ga_is_bit_identical_on_1_2_and_3_ranks_and_across_a_resume_on_another_count(tmp_path):
-    path = ga_job(tmp_path)
-    runs = {}
-    for ranks in (None, 2, 3):
-        proc = run_cli(["train", path, "--run-dir", tmp_path / f"r{ranks}"], ranks=ranks)
-        assert proc.returncode == 0, proc.stderr
-        runs[ranks] = read_population(tmp_path / f"r{ranks}")
-    first = run_cli(["train", path, "--run-dir", tmp_path / "parts", "--set", "run.generations=2"], ranks=3)
-    assert first.returncode == 0, first.stderr
-    second = run_cli(["train", path, "--run-dir", tmp_path / "parts", "--resume", "must"])
-    assert second.returncode == 0, second.stderr
-    runs["resumed"] = read_population(tmp_path / "parts")
+    runs = run_everywhere(ga_job(tmp_path), tmp_path, read_population, split=2)
     theta, lists, attrs = runs[None]
     assert lists.shape[0] == 1 + 3 + 2 and lists.shape[1] >= 2 and (attrs["parents"], attrs["candidates"]) == (3, 2)
     for name, (other_theta, other_lists, other_attrs) in runs.items():
