@@ -18,14 +18,18 @@ from es_mpi.envs.make import make_env
 from es_mpi.envs.rollout import run_episode
 from es_mpi.parallel.comm import LocalComm, get_comm, load_on_root
 from es_mpi.policies.make import make_policy
+from es_mpi.policies.trained import load_policy
 from es_mpi.reports.video import FrameRecorder, check_video_path, render_problem, rendering, write_video
-from es_mpi.runs.checkpoint import CHECKPOINT, checkpoint_job, read_checkpoint
+from es_mpi.runs.checkpoint import CHECKPOINT
 from es_mpi.runs.job import ConfigError, job_from_dict
-from es_mpi.runs.state import REF_BATCH, load_state
-from es_mpi.strategies import STRATEGIES
 
 # Seed purpose of checkpoint evaluations; seeds.py's purposes are 0..5, so no stream is shared.
 CHECKPOINT_EVAL = 1000
+
+
+def eval_seed(job, episode: int) -> int:
+    """The env seed of `es-mpi eval`'s episode `episode` (users' own loops reproduce eval with it)."""
+    return seeds.derive_seed(job.run.seed, episode, CHECKPOINT_EVAL)
 
 
 def _load(args) -> tuple[dict, dict]:
@@ -43,19 +47,14 @@ def _load(args) -> tuple[dict, dict]:
             raise ConfigError(f"{flag} {name}: directory {Path(name).parent} does not exist")
     if args.video:
         check_video_path(Path(args.video))
+    trained = load_policy(run_dir)
+    job, state, mean, std = trained.job, trained.state, trained.mean, trained.std
     path = run_dir / CHECKPOINT
-    saved, attrs = read_checkpoint(path)
-    job = checkpoint_job(attrs, path)
-    env, limit = make_env(job.env, str(path))
-    policy = make_policy(job.policy, env, saved.arrays.get(REF_BATCH), str(path))
-    strategy = STRATEGIES[job.strategy.kind](job, policy, limit)
-    state = load_state(saved, strategy, str(path))
-    mean, std = strategy.normaliser(state.strategy)
     header = {"job": job.to_dict(), "source": f"{path}:job_yaml", "generation": state.generation,
               "timesteps": state.timesteps}
     empty = np.zeros(0, np.float32)
     ref_batch = state.ref_batch if state.ref_batch is not None else np.zeros(0, np.uint8)
-    return header, {"theta": strategy.bases(state.strategy)[0], "mean": empty if mean is None else mean,
+    return header, {"theta": trained.theta, "mean": empty if mean is None else mean,
                     "std": empty if std is None else std, "ref_batch": ref_batch}
 
 
@@ -96,7 +95,7 @@ def _evaluate(comm: LocalComm, header: dict, got: dict, args) -> np.ndarray:
     progress = _Progress(len(mine), f" (rank 0 of {comm.size})" if comm.size > 1 else "")
     rows = []
     for k, e in enumerate(mine):
-        env_seed = seeds.derive_seed(job.run.seed, e, CHECKPOINT_EVAL)
+        env_seed = eval_seed(job, e)
         recorder = None
         if record and e == 0:
             recorder = FrameRecorder(env, lambda frames, k=k: progress(k + min(frames / limit, 1.0)))
