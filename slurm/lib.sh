@@ -88,7 +88,7 @@ es_mpi_job_seed() {
 import argparse
 import sys
 
-from es_mpi.config import ConfigError, load_job
+from es_mpi.runs.job import ConfigError, load_job
 
 p = argparse.ArgumentParser(add_help=False)
 p.add_argument("job")
