@@ -5,8 +5,8 @@
 #   es_mpi_run JOB_FILE RUN_NAME [es-mpi train arguments...]
 # which sets up the site environment, works out the run directory, launches
 # `srun python -m es_mpi train JOB_FILE --run-dir DIR --resume auto ARGS...`,
-# requeues the job when es-mpi stopped for a signal (exit status 3), and exits
-# with es-mpi's status.
+# requeues the job when es-mpi stopped for a signal (exit status 3), never after
+# a storage fault (4), and exits with es-mpi's status.
 #
 # Everything site-specific comes from environment variables, set at submit time
 # (sbatch passes the submitting shell's environment to the job by default):
@@ -186,6 +186,10 @@ es_mpi_finish() {
         0) es_mpi_log "es-mpi finished (status 0)"; exit 0 ;;
         3) ;;
         2) es_mpi_log "es-mpi refused its input (status 2); fix it and resubmit"; exit 2 ;;
+        # A full disk, a quota, a read-only or vanished run directory does not fix itself: a requeue would
+        # fail the same way. The run is intact up to its last checkpoint (es-mpi's error line names it).
+        4) es_mpi_log "es-mpi stopped on a storage fault (status 4): not requeueing; fix the run directory" \
+               "as its error line says, then resubmit to continue from the last checkpoint"; exit 4 ;;
         *) es_mpi_log "es-mpi failed (status $status); not requeueing"; exit "$status" ;;
     esac
     if [ "$ES_MPI_GOT_TERM" = 1 ]; then

@@ -1,8 +1,10 @@
 """`es-mpi train`: rank 0 validates the job and opens the run directory, every rank gets the start state,
-then the engine trains (exit 0 done, 2 bad input, 3 stopped by a signal after a checkpoint)."""
+then the engine trains (exit 0 done, 2 bad input, 3 stopped by a signal after a checkpoint, 4 stopped by a
+storage fault: es_mpi.runs.storage)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -104,6 +106,7 @@ def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
     from es_mpi.runs.job import ConfigError, job_from_dict
     from es_mpi.runs.rundir import Recorder
     from es_mpi.runs.state import load_state
+    from es_mpi.runs.storage import EXIT_STORAGE, StorageError
     from es_mpi.strategies.base import Saved
 
     job = job_from_dict(header["job"], header["source"])
@@ -115,16 +118,38 @@ def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
     if header["resumed"] and header["noise_fingerprint"] not in (None, fingerprint):
         raise ConfigError(f"{header['run_dir']}: the checkpoint was made with a different noise table "
                           "(numpy's generator changed?); results would not continue the run")
-    record = None
+    record, failure = None, ""
     if comm.rank == 0:
         run_dir = Path(header["run_dir"])
         identity = {"noise_fingerprint": fingerprint, "num_params": policy.num_params,
                     "env_id": job.env.id}
-        record = Recorder(run_dir, job, ctx.strategy, state, identity)
-        what = f"resuming at generation {state.generation}" if header["resumed"] else "new run"
-        print(f"es-mpi: {what} in {run_dir}: {job.env.id}, {job.strategy.kind}, {policy.num_params:,} "
-              f"parameters, {comm.size} rank(s); episodes: {ctx.path}", flush=True)
+        try:
+            record = Recorder(run_dir, job, ctx.strategy, state, identity, header["resumed"])
+        except StorageError as exc:
+            failure = str(exc)
+            print(f"es-mpi: error: {failure}", file=sys.stderr, flush=True)
+        else:
+            what = f"resuming at generation {state.generation}" if header["resumed"] else "new run"
+            print(f"es-mpi: {what} in {run_dir}: {job.env.id}, {job.strategy.kind}, {policy.num_params:,} "
+                  f"parameters, {comm.size} rank(s); episodes: {ctx.path}", flush=True)
+    if comm.bcast_json(failure):
+        return EXIT_STORAGE
     code, state = train(ctx, state, record, stop)
-    if record:
-        record.close(state, code)
+    if record and not record.close(state, code):
+        _exit_skipping_cleanup(code)
     return code
+
+
+def _exit_skipping_cleanup(code: int) -> None:
+    """End the process now: after a write HDF5 saw fail, its clean-up at exit would crash (segmentation
+    fault) or print tracebacks. The other ranks have already agreed on `code`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        from mpi4py import MPI
+
+        if MPI.Is_initialized() and not MPI.Is_finalized():
+            MPI.Finalize()
+    except ImportError:
+        pass
+    os._exit(code)

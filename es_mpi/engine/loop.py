@@ -14,7 +14,11 @@ from es_mpi.engine.episodes import run_share
 from es_mpi.engine.message import ROW, RankReport
 from es_mpi.runs.job import Job
 from es_mpi.runs.state import TrainState
+from es_mpi.runs.storage import EXIT_STORAGE
 from es_mpi.strategies.base import Plan, Results
+
+# A rank's stop field when rank 0 can no longer write the run directory: above every signal number.
+STORAGE_STOP = 1000
 
 
 class TrainingError(RuntimeError):
@@ -136,16 +140,23 @@ def progress_line(job: Job, row: dict) -> str:
 
 
 def train(ctx: Context, state: TrainState, record, stop) -> tuple[int, TrainState]:
-    """Run generations until the budget is spent (exit status 0) or a rank got a signal (3).
+    """Run generations until the budget is spent (exit status 0), a rank got a signal (3) or rank 0 can no
+    longer write the run directory (EXIT_STORAGE, es_mpi.runs.storage).
 
-    `record(state, row, checkpoint)` is rank 0's writer (None elsewhere); `stop.signum` is the number of
-    a signal this rank got (0: none). All ranks leave together, after rank 0's last checkpoint, so that a
-    launcher that kills a job when one rank exits (srun --kill-on-bad-exit) cannot cut that write short.
+    `record(state, row, checkpoint)` is rank 0's writer (None elsewhere), whose `failed` is its exit status
+    after a storage fault (0: none); `stop.signum` is the number of a signal this rank got (0: none). Rank 0
+    tells the others of a storage fault in the next generation's exchange. All ranks leave together, after
+    rank 0's last checkpoint, so that a launcher that kills a job when one rank exits (srun
+    --kill-on-bad-exit) cannot cut that write short, and with rank 0's exit status.
     """
     every = ctx.job.run.checkpoint_every
     code = 0
     while budget_left(ctx.job, state):
-        state, row, signum = generation(ctx, state, stop.signum)
+        halt = STORAGE_STOP if record and record.failed else 0
+        state, row, signum = generation(ctx, state, max(stop.signum, halt))
+        if signum == STORAGE_STOP:
+            code = EXIT_STORAGE
+            break
         if record:
             row["stop_signal"] = signum
             record(state, row, signum or state.generation % every == 0 or not budget_left(ctx.job, state))
@@ -153,4 +164,4 @@ def train(ctx: Context, state: TrainState, record, stop) -> tuple[int, TrainStat
             code = 3
             break
     ctx.comm.barrier()
-    return code, state
+    return ctx.comm.bcast_json(record.failed or code if record else code), state

@@ -1,7 +1,9 @@
-"""checkpoint.h5: a run's saved state (es_mpi.runs.state), written atomically (temporary file, fsync, rename)."""
+"""checkpoint.h5: a run's saved state (es_mpi.runs.state), made in memory and written atomically (temporary
+file, fsync, rename) by es_mpi.runs.storage."""
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 
 from es_mpi import __version__
 from es_mpi.runs.job import ConfigError, Job, job_from_dict, parse_yaml
+from es_mpi.runs.storage import RunDirectory
 from es_mpi.strategies.base import Saved
 
 SCHEMA_VERSION = 1
@@ -20,21 +23,13 @@ PREVIOUS = "checkpoint.prev.h5"
 # before it replaces the old one. Unset in normal use.
 _PAUSE_VAR = "ES_MPI_TEST_CHECKPOINT_PAUSE"
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
-
-def write_checkpoint(run_dir: Path, saved: Saved, descriptions: dict[str, tuple[str, str]], attrs: dict) -> Path:
-    """Write a saved state (es_mpi.runs.state) and `attrs` (job text, digests, noise identity) so that a
-    crash at any moment leaves a complete checkpoint.h5 (old or new); the one before it stays as
-    checkpoint.prev.h5. A scalar named 'group/name' is an attribute of the group of that name."""
-    final = Path(run_dir) / CHECKPOINT
-    tmp = final.with_name("." + CHECKPOINT + ".tmp")
-    with h5py.File(tmp, "w") as f:
+def checkpoint_image(saved: Saved, descriptions: dict[str, tuple[str, str]], attrs: dict) -> bytes:
+    """The bytes of checkpoint.h5 for a saved state (es_mpi.runs.state) and `attrs` (job text, digests, noise
+    identity), made in memory: its size is known before anything is written, and the write is a plain
+    os.write whose failure HDF5 never sees. A scalar named 'group/name' is an attribute of that group."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         for name, data in saved.arrays.items():
             # fletcher32 checksums let a load detect flipped or truncated data; frames compress well.
             packed = {"compression": "gzip", "compression_opts": 1} if data.dtype == np.uint8 else {}
@@ -44,19 +39,21 @@ def write_checkpoint(run_dir: Path, saved: Saved, descriptions: dict[str, tuple[
         for name, value in {**saved.scalars, **root}.items():
             group, _, item = name.rpartition("/")
             (f.require_group(group) if group else f).attrs[item] = value
-        f.flush()
-        os.fsync(f.id.get_vfd_handle())
-    if os.environ.get(_PAUSE_VAR):
-        time.sleep(float(os.environ[_PAUSE_VAR]))
-    if final.exists():
-        # A hard link keeps checkpoint.h5 in place while the previous one is kept under its own name.
-        prev_tmp = final.with_name("." + PREVIOUS + ".tmp")
-        prev_tmp.unlink(missing_ok=True)
-        os.link(final, prev_tmp)
-        os.replace(prev_tmp, final.with_name(PREVIOUS))
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    return final
+    return buffer.getvalue()
+
+
+def write_checkpoint(run_dir: RunDirectory, image: bytes) -> Path:
+    """Replace checkpoint.h5 by `image` (checkpoint_image) so that a crash at any moment leaves a complete
+    checkpoint.h5 (old or new); the one before it stays as checkpoint.prev.h5. A failed write (full disk,
+    quota, read-only or vanished directory) raises StorageError, leaving no temporary file and the old
+    checkpoint in place."""
+
+    def pause() -> None:
+        if os.environ.get(_PAUSE_VAR):
+            time.sleep(float(os.environ[_PAUSE_VAR]))
+
+    run_dir.write(CHECKPOINT, image, keep_previous=PREVIOUS, before_rename=pause)
+    return run_dir.path / CHECKPOINT
 
 
 def read_checkpoint(path: Path) -> tuple[Saved, dict]:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+
 from es_mpi.engine.loop import progress_line
-from es_mpi.runs.checkpoint import CHECKPOINT, PREVIOUS, checkpoint_job, read_checkpoint, write_checkpoint
+from es_mpi.runs.checkpoint import (
+    CHECKPOINT,
+    PREVIOUS,
+    checkpoint_image,
+    checkpoint_job,
+    read_checkpoint,
+    write_checkpoint,
+)
 from es_mpi.runs.job import BUDGET_KEYS, ConfigError, Job, job_from_dict, parse_yaml
-from es_mpi.runs.metrics import MetricsLog
+from es_mpi.runs.metrics import METRICS, MetricsLog
 from es_mpi.runs.state import TrainState, descriptions, save_state
+from es_mpi.runs.storage import EXIT_STORAGE, SLACK, WARN_CHECKPOINTS, RunDirectory, StorageError, size_text
 from es_mpi.strategies.base import Saved, Strategy
 
 JOB_FILE = "job.yaml"
+# A checkpoint write taking longer than this many seconds and this share of the training time since the
+# last one is reported as slow.
+SLOW_CHECKPOINT_S = 1.0
+SLOW_CHECKPOINT_SHARE = 0.1
 
 
 def default_run_dir(job_path: str, job: Job) -> Path:
@@ -78,37 +92,104 @@ def open_run(run_dir: Path, job: Job, resume: str) -> tuple[Saved | None, dict, 
     return saved, attrs, notice
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class Recorder:
-    """Rank 0's writer: metrics row and progress line every generation, checkpoints when asked."""
+    """Rank 0's writer: metrics row and progress line every generation, checkpoints when asked.
 
-    def __init__(self, run_dir: Path, job: Job, strategy: Strategy, state: TrainState, identity: dict) -> None:
-        self.run_dir, self.job, self.strategy = run_dir, job, strategy
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_text_atomically(run_dir / JOB_FILE, job.to_yaml())
+    Before each generation's writes it checks the run directory (still there, writable, room for the next
+    checkpoint, whose size is known); a storage fault, found so or by a failed write, ends its writing:
+    `failed` becomes EXIT_STORAGE, one line on stderr says what failed and what survives, and the engine
+    stops every rank. Raises StorageError when the directory cannot be used at all."""
+
+    def __init__(self, run_dir: Path, job: Job, strategy: Strategy, state: TrainState, identity: dict,
+                 resumed: bool) -> None:
+        self.job, self.strategy = job, strategy
         self.attrs = {"job_yaml": job.to_yaml(), "job_digest": job.digest(), **identity}
-        self.metrics = MetricsLog(run_dir, state.generation, self.attrs, strategy.columns)
         self.stop_signal = 0
+        self.failed, self.failed_at = 0, 0
+        self.saved = state.generation if resumed else None  # generation of the last good checkpoint
+        self.saved_wall_s = state.wall_s
+        self.warned = WARN_CHECKPOINTS
+        self.path = run_dir
+        try:
+            self.dir = RunDirectory(run_dir)
+            self.dir.check_place()
+            self.dir.remove_temporaries((CHECKPOINT, PREVIOUS, METRICS, JOB_FILE))
+            self.checkpoint_bytes = len(self._image(state))
+            metrics = self.dir.path / METRICS
+            self._check_space(self.checkpoint_bytes + (metrics.stat().st_size if metrics.exists() else 0))
+            self.dir.write(JOB_FILE, job.to_yaml().encode())
+            self.metrics = MetricsLog(self.dir, state.generation, self.attrs, strategy.columns)
+        except StorageError as exc:
+            raise StorageError(f"{exc}; {self._survivors(exc)}", exc.fix) from None
 
     def __call__(self, state: TrainState, row: dict, checkpoint: bool) -> None:
         self.stop_signal = row.get("stop_signal", 0)
-        self.metrics.append(row)
-        print(progress_line(self.job, row), flush=True)
-        if checkpoint:
-            write_checkpoint(self.run_dir, save_state(state, self.strategy), descriptions(self.strategy), self.attrs)
+        try:
+            self.dir.check_place()
+            image = self._image(state) if checkpoint else None
+            self._check_space(len(image) if image else self.checkpoint_bytes)
+            self.metrics.append({**row, "checkpoint_s": np.nan})
+            print(progress_line(self.job, row), flush=True)
+            if image:
+                self._write_checkpoint(state, image)
+        except StorageError as exc:
+            self.failed, self.failed_at = EXIT_STORAGE, state.generation
+            print(f"es-mpi: error: {exc}; {self._survivors(exc)}", file=sys.stderr, flush=True)
 
-    def close(self, state: TrainState, code: int) -> None:
+    def _image(self, state: TrainState) -> bytes:
+        return checkpoint_image(save_state(state, self.strategy), descriptions(self.strategy), self.attrs)
+
+    def _write_checkpoint(self, state: TrainState, image: bytes) -> None:
+        start = time.perf_counter()
+        path = write_checkpoint(self.dir, image)
+        took = time.perf_counter() - start
+        self.saved, self.checkpoint_bytes = state.generation, len(image)
+        self.metrics.amend_last("checkpoint_s", took)
+        trained = state.wall_s - self.saved_wall_s
+        self.saved_wall_s = state.wall_s
+        if took > SLOW_CHECKPOINT_S and took > SLOW_CHECKPOINT_SHARE * trained:
+            print(f"es-mpi: warning: {path} took {took:.1f} s to write ({size_text(len(image))}), "
+                  f"{took / max(trained, 1e-9):.0%} of the {trained:.1f} s trained since the last one: a slow "
+                  "file system? raise run.checkpoint_every or use a faster --run-dir", flush=True)
+
+    def _check_space(self, need: int) -> None:
+        """Room for a write of `need` bytes beside the files there, or StorageError before writing anything;
+        a warning, once per checkpoint's worth lost, while fewer than WARN_CHECKPOINTS fit."""
+        free = self.dir.free_bytes()
+        if free < need + SLACK:
+            raise StorageError(f"{self.dir.path}: {size_text(free)} free on its file system, the next "
+                               f"checkpoint needs {size_text(need + SLACK)}; stopped before writing it")
+        worth = free / max(self.checkpoint_bytes, 1)
+        if int(worth) >= self.warned:
+            self.warned = min(int(worth), WARN_CHECKPOINTS)  # space was freed: warn again should it fill
+        else:
+            self.warned = int(worth)
+            print(f"es-mpi: warning: {self.dir.path}: {size_text(free)} free on its file system, room for "
+                  f"{worth:.1f} checkpoints of {size_text(self.checkpoint_bytes)}; free space, or the run stops "
+                  "(cleanly) when the next one would not fit", flush=True)
+
+    def _survivors(self, exc: StorageError) -> str:
+        """What is left to resume from, and what to do."""
+        if self.saved is None:
+            return f"no checkpoint written yet; {exc.fix}, then --resume auto (it starts afresh)"
+        if exc.fix == "restore the run directory":
+            return f"its checkpoints went with it (the last: generation {self.saved}); {exc.fix} or start again"
+        return (f"last good checkpoint: generation {self.saved} in {self.path / CHECKPOINT}; {exc.fix}, "
+                "then --resume auto")
+
+    def close(self, state: TrainState, code: int) -> bool:
+        """Close metrics.h5 and print the closing line; False if metrics.h5 could not be closed (HDF5 saw a
+        write fail: the process must end without the interpreter's clean-up, which would crash in HDF5)."""
         self.metrics.close()
+        self.dir.close()
         word = "done" if code == 0 else f"exit {code}"
         if code == 3:
             word = f"stopped by {signal.Signals(self.stop_signal).name}; resume with --resume auto"
+        if code == EXIT_STORAGE:
+            saved = "none" if self.saved is None else f"generation {self.saved}"
+            print(f"stopped by a storage fault: generation {self.failed_at}, last good checkpoint {saved}",
+                  flush=True)
+            return not self.metrics.broken
         print(f"{word}: generation {state.generation}, {state.timesteps:,} timesteps, "
-              f"checkpoint {self.run_dir / CHECKPOINT}", file=sys.stdout, flush=True)
+              f"checkpoint {self.dir.path / CHECKPOINT}", file=sys.stdout, flush=True)
+        return True
