@@ -265,8 +265,8 @@ def test_run_directory_removed_mid_run(tmp_path, reference):
     launch.at("gen    1/")
     shutil.rmtree(run_dir)
     proc = launch.result()
-    assert proc.returncode == EXIT_STORAGE and "Traceback" not in proc.stderr, proc.stderr
-    assert "removed" in proc.stderr and "start again" in proc.stderr, proc.stderr
+    assert_clean_fault(proc, run_dir, f"{run_dir}: the run directory was removed while training",
+                       "restore the run directory")
     assert_resumes_identically(job, run_dir, whole)
 
 

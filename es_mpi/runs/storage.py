@@ -159,6 +159,8 @@ class RunDirectory:
             self._unlink(tmp)
             if keep_previous:
                 self._unlink(temporary_name(keep_previous))
+            if exc.errno == errno.ENOENT:
+                self.check_place()  # the directory itself went: say so rather than name a file in it
             raise StorageError(f"{self.path / name}: {describe(exc)}", fix_for(exc)) from None
 
     def _unlink(self, name: str) -> None:
