@@ -15,6 +15,7 @@ import gymnasium as gym
 
 import es_mpi
 from es_mpi.commands.evaluate import eval_seed
+from es_mpi.reports.script import run_script
 
 
 def play(run_dir: str, episodes: int) -> list[float]:
@@ -46,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

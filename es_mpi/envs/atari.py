@@ -173,17 +173,17 @@ def make_atari_env(cfg: EnvConfig, source: str = "job") -> tuple[AtariEnv, int]:
     import gymnasium as gym
 
     spec = gym.spec(cfg.id)
-    unknown = sorted(set(cfg.kwargs) - set(_ALE_KWARGS))
+    unknown = sorted(set(cfg.kwargs) - set(_ALE_KWARGS) - {"max_episode_steps"})
     if unknown:
         raise ConfigError(
             f"{source}: env.kwargs {unknown} not supported for ALE env {cfg.id!r}: preprocessing is set by "
             f"env.atari.{{frame_skip,repeat_action_probability,noop_max,frame_stack}}; env.kwargs may hold "
-            f"{', '.join(_ALE_KWARGS)}"
+            f"{', '.join(_ALE_KWARGS)} and max_episode_steps"
         )
     a = cfg.atari
     try:
         env = AtariEnv(spec.kwargs["game"], a.frame_skip, a.repeat_action_probability, a.noop_max, a.frame_stack,
-                       **cfg.kwargs)
+                       **{k: v for k, v in cfg.kwargs.items() if k in _ALE_KWARGS})
     except Exception as exc:  # ale-py raises RuntimeError for bad modes and the like
         raise ConfigError(f"{source}: cannot make ALE env {cfg.id!r} with env.kwargs {cfg.kwargs}: {exc}") from None
     frames = int(spec.kwargs.get("max_num_frames_per_episode") or 108_000)

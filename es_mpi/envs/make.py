@@ -51,7 +51,7 @@ def _mujoco_warning(message: str) -> None:
 
 
 # Make-time keywords of gymnasium.make that are not constructor arguments of the env.
-_MAKE_KEYWORDS = ("max_episode_steps", "disable_env_checker", "autoreset", "apply_api_compatibility")
+MAKE_KEYWORDS = ("max_episode_steps", "disable_env_checker", "autoreset", "apply_api_compatibility")
 # Observation spaces es-mpi flattens (gymnasium.spaces.flatten) for the MLP; others are refused.
 _FLAT_SPACES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Dict", "Tuple")
 
@@ -59,20 +59,25 @@ _FLAT_SPACES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Dict", "Tupl
 def make_env(cfg: EnvConfig, source: str = "job"):
     """(env, its episode limit): the env `gym.make(id, **kwargs)` returns, with every wrapper its author
     registered (entry point, additional_wrappers, kwargs), less the three gymnasium adds whose job es-mpi
-    does itself: TimeLimit (es-mpi caps episodes at the returned limit, the spec's max_episode_steps or
-    env.kwargs.max_episode_steps), OrderEnforcing and PassiveEnvChecker. Observations that are not a flat
-    Box are flattened with gymnasium's FlattenObservation. ALE ids get es-mpi's own Atari env with the
-    standard preprocessing (es_mpi.envs.atari)."""
+    does itself: TimeLimit (es-mpi caps episodes at the returned limit: an integer env.episode_cap, else
+    env.kwargs.max_episode_steps, else the spec's), OrderEnforcing and PassiveEnvChecker. Observations that
+    are not a flat Box are flattened with gymnasium's FlattenObservation. ALE ids get es-mpi's own Atari env
+    with the standard preprocessing (es_mpi.envs.atari)."""
+    from es_mpi.envs.atari import is_ale_id, make_atari_env
+
+    check_env_id(cfg.id, source)
+    env, limit = make_atari_env(cfg, source) if is_ale_id(cfg.id) else _make_gym_env(cfg, source)
+    if not isinstance(cfg.episode_cap, str):
+        return env, cfg.episode_cap
+    return env, int(cfg.kwargs.get("max_episode_steps") or limit)
+
+
+def _make_gym_env(cfg: EnvConfig, source: str):
     import dataclasses
 
     import gymnasium as gym
     from gymnasium.wrappers import FlattenObservation
 
-    from es_mpi.envs.atari import is_ale_id, make_atari_env
-
-    check_env_id(cfg.id, source)
-    if is_ale_id(cfg.id):
-        return make_atari_env(cfg, source)
     try:
         import mujoco
     except (ImportError, AttributeError, RuntimeError) as exc:  # a broken GL back end fails at import
@@ -81,7 +86,7 @@ def make_env(cfg: EnvConfig, source: str = "job"):
             "rendering: unset MUJOCO_GL, or install the libraries of that back end (Debian: libegl1 for egl)"
         ) from None
     mujoco.set_mju_user_warning(_mujoco_warning)
-    kwargs = {k: v for k, v in cfg.kwargs.items() if k not in _MAKE_KEYWORDS}
+    kwargs = {k: v for k, v in cfg.kwargs.items() if k not in MAKE_KEYWORDS}
     spec = gym.spec(cfg.id.rpartition(":")[2])
     bare = dataclasses.replace(spec, max_episode_steps=None, order_enforce=False, disable_env_checker=True)
     try:
@@ -92,8 +97,7 @@ def make_env(cfg: EnvConfig, source: str = "job"):
     space = env.observation_space
     if not (type(space).__name__ == "Box" and len(space.shape) == 1):
         env = FlattenObservation(env)
-    limit = cfg.kwargs.get("max_episode_steps") or spec.max_episode_steps or 1000
-    return env, int(limit)
+    return env, int(spec.max_episode_steps or 1000)
 
 
 def _check_space(space, what: str, env_id: str, source: str) -> None:

@@ -75,10 +75,12 @@ class AtariConfig:
 @dataclass(frozen=True)
 class EnvConfig:
     id: str = key(help="gymnasium environment id, e.g. HalfCheetah-v5")
-    kwargs: dict = key({}, help="keyword arguments for gymnasium.make")
-    episode_cap: Literal["env", "adaptive", "mean"] = key(
-        "env", help="'env': the env's own limit; 'adaptive': grows when episodes hit it; 'mean': a multiple of "
-        "the mean length, which cuts straggling episodes")
+    kwargs: dict = key({}, help="keyword arguments for gymnasium.make (max_episode_steps: the env's limit)")
+    episode_cap: Literal["env", "adaptive", "mean"] | int = key(
+        "env", lambda v: None if isinstance(v, str) or v >= 1 else "must be >= 1 steps",
+        "'env': the env's own limit; an integer: that many steps, for training and evaluation alike; "
+        "'adaptive': grows when episodes hit it; 'mean': a multiple of the mean length, which cuts straggling "
+        "episodes")
     adaptive: AdaptiveCap = key(AdaptiveCap(), help="settings of the adaptive episode cap")
     mean_cap: MeanCap = key(MeanCap(), help="settings of the mean-length episode cap")
     atari: AtariConfig = key(AtariConfig(), help="preprocessing of ALE (Atari) envs")
@@ -214,4 +216,11 @@ def load_job(path: str | Path, overrides: list[str] = ()) -> Job:
         raise ConfigError(f"{source}: the job must be a YAML mapping with sections env, policy, es, optimizer, run")
     for assignment in overrides:
         apply_override(raw, assignment)
-    return job_from_dict(raw, source)
+    try:
+        return job_from_dict(raw, source)
+    except ConfigError as exc:
+        # name the --set that gave a refused value: the job file did not
+        culprits = [a for a in overrides if f" {a.partition('=')[0].strip()} " in f" {exc} "]
+        if culprits:
+            raise ConfigError(f"{exc} (from --set {culprits[-1]})") from None
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -79,6 +80,20 @@ def _matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+# YAML 1.1, which PyYAML reads, takes 1e-2 or 2.5e8 (no dot) for text; users mean numbers.
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _number(value: Any, tp: Any) -> Any:
+    """`value` as the number a field of type `tp` takes, where it is text in scientific notation."""
+    if not (isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip())):
+        return value
+    number = float(value)
+    if _matches(1.5, tp):
+        return number
+    return int(number) if _matches(1, tp) and number.is_integer() else value
+
+
 def build(cls: type, raw: Any, path: str, source: str) -> Any:
     where = path or "the job"
     if not isinstance(raw, dict):
@@ -108,6 +123,7 @@ def build(cls: type, raw: Any, path: str, source: str) -> Any:
             continue
         if tp is float and _matches(value, int):
             value = float(value)
+        value = _number(value, tp)
         if not _matches(value, tp):
             raise ConfigError(f"{source}: {dotted} must be {type_name(tp)}, got {value!r}")
         check = f.metadata["check"]

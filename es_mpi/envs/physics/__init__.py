@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from numbers import Real
 
+from es_mpi.envs.make import MAKE_KEYWORDS
 from es_mpi.envs.physics.base import Physics
 from es_mpi.envs.physics.contact import Ant, Humanoid
 from es_mpi.envs.physics.pendulums import InvertedDoublePendulum, InvertedPendulum
@@ -32,7 +33,8 @@ def _simple(value) -> bool:
 def supports(env_id: str, env_kwargs: dict) -> bool:
     """Whether the lockstep runner reproduces `env_id` made with `env_kwargs`; if not, run episodes one by one."""
     physics = PHYSICS.get(env_id)
-    return physics is not None and all(k in physics.kwargs and _simple(v) for k, v in env_kwargs.items())
+    return physics is not None and all(
+        k in MAKE_KEYWORDS or (k in physics.kwargs and _simple(v)) for k, v in env_kwargs.items())
 
 
 def unmodelled(env, env_id: str, env_kwargs: dict) -> str:
@@ -41,7 +43,8 @@ def unmodelled(env, env_id: str, env_kwargs: dict) -> str:
     physics = PHYSICS.get(env_id)
     if physics is None:
         return f"{env_id} has no lockstep model (those: the MuJoCo v5 locomotion and pendulum tasks)"
-    odd = sorted(k for k, v in env_kwargs.items() if k not in physics.kwargs or not _simple(v))
+    odd = sorted(k for k, v in env_kwargs.items()
+                 if k not in MAKE_KEYWORDS and (k not in physics.kwargs or not _simple(v)))
     if odd:
         return f"env.kwargs {', '.join(odd)} are not modelled by the lockstep runner"
     if env is not env.unwrapped:
