@@ -83,3 +83,20 @@ def test_metrics_written_before_a_new_column_keep_their_rows_on_resume(tmp_path)
         assert list(f["generation"][...]) == [0, 1, 2]
         assert np.array_equal(f["return_mean"][:2], old["return_mean"][0])
         assert f["length_max"][0] == f["length_max"][1] == -1 and f["length_max"][2] >= f["length_mean"][2] > 0
+
+
+def test_bookkeeping_keys_may_change_on_resume_and_the_parameters_stay_bit_identical(tmp_path):
+    path = write_job(tmp_path / "job.yaml", tiny_job(run={"generations": 4, "checkpoint_every": 2,
+                                                           "eval_every": 2, "eval_episodes": 2}))
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert run_cli(["train", path, "--run-dir", whole]).returncode == 0
+    assert run_cli(["train", path, "--run-dir", parts, "--set", "run.generations=2"]).returncode == 0
+    changed = ["--set", "run.checkpoint_every=1", "--set", "run.eval_every=1", "--set", "run.eval_episodes=1"]
+    proc = run_cli(["train", path, "--run-dir", parts, "--resume", "must", *changed])
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(read_theta(whole), read_theta(parts))
+    with h5py.File(parts / "metrics.h5") as f:
+        assert np.isfinite(f["eval_return"][...]).tolist() == [True, False, True, True]  # the new cadence
+    proc = run_cli(["train", path, "--run-dir", parts, "--resume", "auto", "--set", "es.sigma=0.1"])
+    assert proc.returncode == 2 and "es.sigma: 0.05 -> 0.1" in proc.stderr
+    assert "run.eval_every, run.eval_episodes, run.checkpoint_every may change on resume" in proc.stderr

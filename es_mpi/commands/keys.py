@@ -127,7 +127,8 @@ def keys_markdown() -> str:
         "A key left out takes its default; a required key has none. The check column gives the type and the",
         "condition in the validator's own words: a job that breaks one stops before any training with a",
         "one-line error naming the file, the key and the value. Rules that tie several keys together are",
-        "checked as well and named in their own error.",
+        "checked as well and named in their own error. Keys marked \"may change on resume\" change no parameter",
+        "of the run: a resumed run may set them anew; any other change is refused.",
     ]
     for section in sections():
         lines += ["", f"## `{section.dotted}`: {_cell(section.title)}", "",
@@ -135,8 +136,8 @@ def keys_markdown() -> str:
         for f in section.keys:
             tp = section.hints[f.name]
             check = ", ".join(w for w in (type_name(tp), check_words(f.metadata.get("check"), tp)) if w)
-            lines.append(f"| `{section.dotted}.{f.name}` | {_default(f)} | {_cell(check)} | "
-                         f"{_cell(f.metadata.get('help', ''))} |")
+            meaning = f.metadata.get("help", "") + (" (may change on resume)" if f.metadata.get("resumable") else "")
+            lines.append(f"| `{section.dotted}.{f.name}` | {_default(f)} | {_cell(check)} | {_cell(meaning)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from es_mpi.runs.job import BUDGET_KEYS, ConfigError, job_from_dict, parse_yaml
+from es_mpi.runs.job import RESUMABLE_KEYS, ConfigError, job_from_dict, parse_yaml
 from es_mpi.runs.metrics import METRICS, read_metrics, read_metrics_attrs
 
 # Evaluation return that counts as solving a task, where gymnasium's spec has no reward_threshold.
@@ -66,7 +66,7 @@ def load_run(run_dir: Path) -> Run:
         raise ConfigError(f"{path}: unreadable or not written by es-mpi train ({exc})") from None
     if metrics["generation"].size == 0:
         raise ConfigError(f"{path}: no generation recorded yet; run the report again after the first one")
-    key = job.digest(ignore=(*BUDGET_KEYS, "run.seed"))
+    key = job.digest(ignore=(*RESUMABLE_KEYS, "run.seed"))
     return Run(run_dir, job.env.id, job.run.seed, key, metrics)
 
 

@@ -25,13 +25,11 @@ from es_mpi.runs.schema import (
     non_negative,
     parse_yaml,
     positive,
+    resumable_keys,
     unit_open,
 )
 from es_mpi.strategies import DEFAULT_STRATEGY, STRATEGIES
 from es_mpi.strategies.base import StrategyConfig
-
-# Keys that may change when a run is resumed: raising them extends the run.
-BUDGET_KEYS = ("run.generations", "run.timesteps")
 
 
 def _hidden(v: list[int]) -> str | None:
@@ -123,12 +121,12 @@ class OptimizerConfig:
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = key(0, non_negative, "run seed: perturbations, env seeds, initial weights")
-    generations: int = key(100, positive, "generation budget")
-    timesteps: int | None = key(None, at_least_one, "training env-step budget (null: none)")
-    eval_every: int = key(5, non_negative,
-                          "evaluate the noiseless policy in generation 0 and every N-th after (0: never)")
-    eval_episodes: int = key(3, positive, "episodes per evaluation")
-    checkpoint_every: int = key(10, positive, "write checkpoint.h5 every N generations")
+    generations: int = key(100, positive, "generation budget", resumable=True)
+    timesteps: int | None = key(None, at_least_one, "training env-step budget (null: none)", resumable=True)
+    eval_every: int = key(5, non_negative, "evaluate the noiseless policy in generation 0 and every N-th after "
+                          "(0: never)", resumable=True)
+    eval_episodes: int = key(3, positive, "episodes per evaluation", resumable=True)
+    checkpoint_every: int = key(10, positive, "write checkpoint.h5 every N generations", resumable=True)
 
 
 def _strategy_config(section: Any, dotted: str, source: str) -> type[StrategyConfig]:
@@ -155,13 +153,18 @@ class Job:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def digest(self, ignore: tuple[str, ...] = BUDGET_KEYS) -> str:
-        """Hash of the job without the budget keys: equal digests mean a run may be resumed."""
+    def digest(self, ignore: tuple[str, ...] | None = None) -> str:
+        """Hash of the job without the resumable keys (or `ignore`): equal digests mean a run may be resumed."""
+        ignore = RESUMABLE_KEYS if ignore is None else ignore
         data = self.to_dict()
         for dotted in ignore:
             section, key = dotted.split(".")
             data[section].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+# Keys that may change when a run is resumed (budgets, output cadence, logging): none changes a parameter.
+RESUMABLE_KEYS = resumable_keys(Job)
 
 
 def apply_override(raw: dict, assignment: str) -> None:

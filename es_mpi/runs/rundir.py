@@ -18,7 +18,7 @@ from es_mpi.runs.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from es_mpi.runs.job import BUDGET_KEYS, ConfigError, Job, job_from_dict, parse_yaml
+from es_mpi.runs.job import RESUMABLE_KEYS, ConfigError, Job, job_from_dict, parse_yaml
 from es_mpi.runs.metrics import METRICS, MetricsLog
 from es_mpi.runs.state import TrainState, descriptions, save_state
 from es_mpi.runs.storage import EXIT_STORAGE, SLACK, WARN_CHECKPOINTS, RunDirectory, StorageError, size_text
@@ -45,9 +45,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def job_differences(old: Job, new: Job) -> list[tuple[str, object, object]]:
-    """(dotted key, old value, new value) where the jobs differ, budget keys excluded."""
+    """(dotted key, old value, new value) where the jobs differ, resumable keys excluded."""
     a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k not in BUDGET_KEYS and a.get(k) != b.get(k)]
+    keys = sorted((set(a) | set(b)) - set(RESUMABLE_KEYS))
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
 
 def _refuse_other_job(stored: Job, job: Job, where: Path) -> None:
@@ -55,8 +56,8 @@ def _refuse_other_job(stored: Job, job: Job, where: Path) -> None:
     if diff:
         shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in diff[:3])
         raise ConfigError(
-            f"{where}: holds a different job ({shown}); only run.generations and run.timesteps may change "
-            "on resume; use another --run-dir for a new job"
+            f"{where}: holds a different job ({shown}); only {', '.join(RESUMABLE_KEYS)} may change on resume; "
+            "use another --run-dir for a new job"
         )
 
 

@@ -20,10 +20,11 @@ class ConfigError(Exception):
 
 
 def key(default: Any = dataclasses.MISSING, check: Callable[[Any], str | None] | None = None, help: str = "",
-        choose: Callable[[Any, str, str], type] | None = None):
+        choose: Callable[[Any, str, str], type] | None = None, resumable: bool = False):
     """A schema field. `choose(section, dotted, source)`, for a section whose keys depend on one of its
-    values (the strategy's kind), returns the dataclass to build that section with."""
-    kw: dict[str, Any] = {"metadata": {"check": check, "help": help, "choose": choose}}
+    values (the strategy's kind), returns the dataclass to build that section with. `resumable` keys may
+    change when a run is resumed: they change no parameter of the run (budgets, output cadence, logging)."""
+    kw: dict[str, Any] = {"metadata": {"check": check, "help": help, "choose": choose, "resumable": resumable}}
     if isinstance(default, (list, dict)):
         kw["default_factory"] = (lambda d=default: type(d)(d))
     elif default is not dataclasses.MISSING:
@@ -92,6 +93,19 @@ def _number(value: Any, tp: Any) -> Any:
     if _matches(1.5, tp):
         return number
     return int(number) if _matches(1, tp) and number.is_integer() else value
+
+
+def resumable_keys(cls: type, path: str = "") -> tuple[str, ...]:
+    """The dotted names of the keys of `cls` (sections walked) marked resumable."""
+    found: list[str] = []
+    for f in dataclasses.fields(cls):
+        dotted = f"{path}.{f.name}" if path else f.name
+        tp = typing.get_type_hints(cls)[f.name]
+        if f.metadata.get("resumable"):
+            found.append(dotted)
+        elif dataclasses.is_dataclass(tp) and f.metadata.get("choose") is None:
+            found += resumable_keys(tp, dotted)
+    return tuple(found)
 
 
 def build(cls: type, raw: Any, path: str, source: str) -> Any:
