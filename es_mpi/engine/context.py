@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 
 from es_mpi.core.noise import fill_noise, weighted_noise_sum
-from es_mpi.envs import handover, lockstep
+from es_mpi.envs import behaviour, handover, lockstep
 from es_mpi.envs.make import wrapper_names
 from es_mpi.envs.physics import unmodelled
 from es_mpi.envs.rollout import run_one_by_one
@@ -40,6 +40,8 @@ class Context:
     path: str  # which runner, and why, for the start-up line
     dynamic: bool = True  # dynamic task assignment (results are the same either way)
     handover: object | None = None  # hand-over transport for episodes in flight (es_mpi.parallel)
+    behaviour: Callable | None = None  # (env, last observation) -> BC vector; None: episodes return none
+    behaviour_width: int = 0  # floats of that vector, beside return and length in a result row
 
     def noise_sum(self, offsets: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """sum_j weights[j] * noise[offsets[j]:][:dim] (float32), each of the node's ranks computing a slice
@@ -60,10 +62,9 @@ def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: Policy
     the tasks the lockstep runner covers, ranks also hand episodes in flight to each other near a
     generation's end (whatever each rank's slots: the decision follows the job alone, so that all of them
     take part); `hand_over=False` turns that off (for benchmarks)."""
-    if STRATEGIES[job.strategy.kind].behaviour_width:
-        raise ConfigError(f"strategy.kind {job.strategy.kind}: the episode runners return no behaviour vectors yet")
     noise = comm.node_array(job.es.noise_table_size, np.float32, lambda a: fill_noise(a, job.es.noise_seed))
     strategy = STRATEGIES[job.strategy.kind](job, policy, env_limit, noise)
+    bc_function = characterisation(job, env, strategy.behaviour_width)
     sum_buffer = comm.node_array(policy.num_params, np.float32)
     slots = default_slots() if slots is None else slots
     gap = lockstep_gap(job, env, policy)
@@ -80,7 +81,20 @@ def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: Policy
     if dynamic and covered and hand_over:
         transport = comm.handover(handover.record_dtype(env, policy.obs_dim, policy.act_dim))
     return Context(job, comm, env, env_limit, policy, strategy, noise, sum_buffer, run_episodes, path, dynamic,
-                   transport)
+                   transport, bc_function, strategy.behaviour_width)
+
+
+def characterisation(job: Job, env, width: int) -> Callable | None:
+    """(env, last observation) -> BC vector for a strategy that asks for `width` floats per episode (None
+    for 0): the function its section's `behaviour` key names (es_mpi.envs.behaviour), tried on `env`."""
+    if not width:
+        return None
+    name = job.strategy.behaviour
+    function, own_width = behaviour.resolve(name)
+    if own_width != width:
+        raise ConfigError(f"strategy.behaviour {name!r} gives {own_width} values, the strategy expects {width}")
+    behaviour.check(function, width, env, name, "job")
+    return partial(behaviour.measure, function, width)
 
 
 def lockstep_gap(job: Job, env, policy: Policy) -> str:

@@ -29,14 +29,14 @@ def spec_maker(ctx: Context, state, plan: Plan, generation: int):
         key = int(plan.noise_key[task])
         rng = seeds.stream(seed, generation, key, seeds.ACTION_NOISE) if key >= 0 else None
         return EpisodeSpec(theta, int(plan.env_seed[task]), int(plan.cap[task]), rng,
-                           action_noise if rng is not None else 0.0, bool(plan.stats[task]), task)
+                           action_noise if rng is not None else 0.0, bool(plan.stats[task]), task, ctx.behaviour)
 
     return make_spec
 
 
 def run_share(ctx: Context, state, plan: Plan, generation: int) -> tuple[np.ndarray, np.ndarray, HandoverRound | None]:
-    """This rank's episode rows (index, return, length), its statistics rows (index, packed ObsStats), and
-    its hand-over round (None: none)."""
+    """This rank's episode rows (index, return, length, behaviour vector if the strategy asks for one), its
+    statistics rows (index, packed ObsStats), and its hand-over round (None: none)."""
     comm, total = ctx.comm, len(plan)
     make_spec = spec_maker(ctx, state, plan, generation)
     mean, std = ctx.strategy.normaliser(state)
@@ -47,7 +47,9 @@ def run_share(ctx: Context, state, plan: Plan, generation: int) -> tuple[np.ndar
         round_ = HandoverRound(ctx.handover, make_spec)
     specs = map(make_spec, comm.tasks(generation, total, ctx.dynamic))
     episodes = ctx.run_episodes(specs, mean, std, comm.progress_hook(), limit, round_)
-    rows = np.asarray([[ep.task, ep.ret, ep.length] for ep in episodes], np.float64).reshape(-1, ROW)
+    width = ROW + ctx.behaviour_width
+    rows = np.asarray([[ep.task, ep.ret, ep.length, *(ep.behaviour if ctx.behaviour_width else ())]
+                       for ep in episodes], np.float64).reshape(-1, width)
     stats = [np.concatenate([[ep.task], ep.stats.pack()]) for ep in episodes if ep.stats is not None]
     stat_width = 2 + 2 * ctx.policy.obs_dim
     return rows, np.asarray(stats, np.float64).reshape(-1, stat_width), round_

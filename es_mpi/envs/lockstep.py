@@ -177,7 +177,7 @@ class _Slots:
         """Give slot k the next spec that takes a step; False if none is left."""
         spec = next(self.specs, None)
         while spec is not None and spec.cap <= 0:  # run_episode takes no step at all
-            self.results.append(Episode(0.0, 0, None, spec.task))
+            self.results.append(Episode(0.0, 0, None, spec.task, self.unplayed_behaviour(spec)))
             spec = next(self.specs, None)
         if spec is None:
             self.exhausted = True
@@ -208,12 +208,27 @@ class _Slots:
         done = ids[terminated | (steps[ids] >= self.caps[ids])]
         if done.size:
             for k in done.tolist():
-                seen = self.seen[k]
+                seen, spec = self.seen[k], self.spec[k]
                 stats = accumulate(np.asarray(seen)) if seen else None
-                self.results[self.playing[k]] = Episode(float(self.totals[k]), int(steps[k]), stats,
-                                                        self.spec[k].task)
+                self.results[self.playing[k]] = Episode(float(self.totals[k]), int(steps[k]), stats, spec.task,
+                                                        self.behaviour(k, spec))
             self.playing[done] = -1
             self.refill()
+
+    def behaviour(self, k: int, spec: EpisodeSpec) -> np.ndarray | None:
+        """The BC of slot k's ended episode, computed on the runner's env holding the slot's simulation, as
+        finish_episode computes it on the env an episode ends in (None: the spec asks for none)."""
+        if spec.behaviour is None:
+            return None
+        self.runner.load(k)
+        return spec.behaviour(self.runner.env, self.obs[k].copy())
+
+    def unplayed_behaviour(self, spec: EpisodeSpec) -> np.ndarray | None:
+        """The BC of an episode of no steps: that of its reset state, as run_episode gives."""
+        if spec.behaviour is None:
+            return None
+        obs, _ = self.runner.env.reset(seed=spec.env_seed)
+        return spec.behaviour(self.runner.env, obs)
 
     def finish_alone(self, k: int, mean: np.ndarray | None, std: np.ndarray | None,
                      poll: Callable[[], object] | None) -> None:

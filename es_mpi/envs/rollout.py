@@ -27,6 +27,8 @@ class EpisodeSpec:
     noise_std: float = 0.0
     collect_stats: bool = False
     task: int = -1  # the engine's task number (which episode of the generation), -1 outside training
+    # (env, last raw observation) -> the episode's behaviour vector, computed where it ends; None: none
+    behaviour: Callable[[object, np.ndarray], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Episode:
     length: int
     stats: ObsStats | None  # raw-observation statistics, when asked for
     task: int = -1  # the spec's task
+    behaviour: np.ndarray | None = None  # the spec's behaviour function at the end (float64), when asked for
 
 
 def run_episode(
@@ -96,7 +99,8 @@ def finish_episode(env, policy: MlpPolicy, spec: EpisodeSpec, obs: np.ndarray, m
         if terminated or truncated:
             break
     stats = accumulate(np.asarray(seen)) if seen else None
-    return Episode(float(total), steps, stats, spec.task)
+    bc = spec.behaviour(env, obs) if spec.behaviour is not None else None
+    return Episode(float(total), steps, stats, spec.task, bc)
 
 
 def run_one_by_one(env, policy: MlpPolicy, specs: Iterable[EpisodeSpec], mean: np.ndarray | None,
