@@ -11,6 +11,7 @@ from es_mpi.strategies import STRATEGIES
 from es_mpi.strategies.ars import Ars
 from es_mpi.strategies.base import Plan, Results
 from es_mpi.strategies.ga import Ga
+from es_mpi.strategies.novelty import NsEs, NsraEs, NsrEs
 from es_mpi.strategies.openai_es import OpenAiEs
 from es_mpi.strategies.random_search import RandomSearch
 
@@ -33,7 +34,8 @@ def results_for(plan: Plan, returns: np.ndarray, lengths: np.ndarray | None = No
 
 
 def test_the_registry_finds_every_strategy_module():
-    assert STRATEGIES == {"ars": Ars, "ga": Ga, "openai_es": OpenAiEs, "random_search": RandomSearch}
+    assert STRATEGIES == {"ars": Ars, "ga": Ga, "ns_es": NsEs, "nsr_es": NsrEs, "nsra_es": NsraEs,
+                          "openai_es": OpenAiEs, "random_search": RandomSearch}
 
 
 def test_openai_es_plans_antithetic_pairs_after_the_evaluation_episodes():
@@ -114,8 +116,8 @@ def test_random_search_steps_along_the_better_sides():
 
 
 def test_unknown_strategy_kind_names_the_key_and_the_choices():
-    with pytest.raises(ConfigError, match=r"strategy\.kind must be one of ars, ga, openai_es, random_search, "
-                       r"got 'cma'"):
+    with pytest.raises(ConfigError, match=r"strategy\.kind must be one of ars, ga, ns_es, nsr_es, nsra_es, openai_es, "
+                       r"random_search, got 'cma'"):
         job_from_dict({**tiny_job(), "strategy": {"kind": "cma"}}, "t")
     with pytest.raises(ConfigError, match=r"unknown key strategy\.step"):
         job_from_dict({**tiny_job(), "strategy": {"step": 0.1}}, "t")  # openai_es has no step
