@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import ROOT, run_cli, tiny_job, write_job
 
-from es_mpi.reports.summary import Run, mean_interval, seed_curves
+from es_mpi.reports.summary import Run, evaluation_axes, mean_interval, seed_curves
 from es_mpi.runs.metrics import read_metrics
 
 pytest.importorskip("matplotlib")
@@ -34,7 +34,7 @@ def train(tmp_path, name, **sections):
 
 def columns(run):
     with h5py.File(run / "metrics.h5") as f:
-        return {k: f[k][...] for k in ("eval_return", "timesteps", "wall_s")}
+        return {k: f[k][...] for k in ("eval_return", "timesteps", "wall_s", "eval_timesteps", "eval_wall_s")}
 
 
 def test_report_groups_seeds_and_its_table_matches_metrics(tmp_path):
@@ -64,9 +64,24 @@ def test_report_groups_seeds_and_its_table_matches_metrics(tmp_path):
     reached = [m for m in (m3, m4) if (m["eval_return"] >= threshold).any()]
     first = [int(np.argmax(m["eval_return"] >= threshold)) for m in reached]
     assert int(g["seeds_reaching"]) == len(reached) >= 1
-    assert float(g["timesteps_to_threshold"]) == np.mean([m["timesteps"][i] for m, i in zip(reached, first)])
-    assert float(g["wall_s_to_threshold"]) == pytest.approx(np.mean([m["wall_s"][i] for m, i in zip(reached, first)]))
+    # an evaluation scores the parameters before its generation's update: the steps and time they had spent
+    assert float(g["timesteps_to_threshold"]) == np.mean([m["eval_timesteps"][i] for m, i in zip(reached, first)])
+    assert float(g["wall_s_to_threshold"]) == pytest.approx(
+        np.mean([m["eval_wall_s"][i] for m, i in zip(reached, first)]))
+    for m in (m3, m4):
+        assert list(m["eval_timesteps"]) == [0, *m["timesteps"][:-1]]
+        assert list(m["eval_wall_s"]) == [0.0, *m["wall_s"][:-1]]
     assert (out / "summary.md").read_text() in proc.stdout and "| 3 4 |" in proc.stdout
+
+
+def test_files_without_the_evaluation_axes_get_them_from_the_previous_row():
+    old = {"timesteps": np.array([10, 25, 45]), "wall_s": np.array([1.0, 2.5, 4.0]),
+           "eval_return": np.array([5.0, np.nan, 7.0])}
+    axes = evaluation_axes(old)
+    assert list(axes["eval_timesteps"]) == [0, -1, 25]
+    assert axes["eval_wall_s"][0] == 0.0 and np.isnan(axes["eval_wall_s"][1]) and axes["eval_wall_s"][2] == 2.5
+    written = {**old, "eval_timesteps": np.array([0, -1, 25]), "eval_wall_s": np.array([0.0, np.nan, 2.5])}
+    assert all(np.array_equal(evaluation_axes(written)[k], axes[k], equal_nan=True) for k in axes)
 
 
 def test_mean_interval_is_the_student_t_95_percent_interval_of_the_mean():

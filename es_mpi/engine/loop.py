@@ -52,7 +52,7 @@ def generation(ctx: Context, state: TrainState, stop: int) -> tuple[TrainState, 
     # This rank's time waiting for the slowest, at the collective and, before it, for work handed over.
     wait = max(r.rollout_s for r in reports) - rollout_s
     times = np.array([rollout_s - idle_s, wait + idle_s, max(comm_s - wait, 0.0), update_s])
-    row = {**metrics_row(ctx, new_state, plan, results, ctx.comm.gather_to_root(times), times, gen_s),
+    row = {**metrics_row(ctx, state, new_state, plan, results, ctx.comm.gather_to_root(times), times, gen_s),
            "generation": g, "handovers": sum(r.handovers for r in reports), **metrics}
     return new_state, row, max(r.stop for r in reports)
 
@@ -89,9 +89,11 @@ def collect(reports: list[RankReport], plan: Plan, g: int) -> Results:
     return Results(returns, lengths, rows[:, ROW:], [ObsStats.unpack(s[1:]) for s in stats])
 
 
-def metrics_row(ctx: Context, state: TrainState, plan: Plan, results: Results, rank_times: np.ndarray | None,
-                times: np.ndarray, gen_s: float) -> dict:
-    """The engine's columns of metrics.h5 (es_mpi.runs.metrics); rank 0 has every rank's time split."""
+def metrics_row(ctx: Context, before: TrainState, state: TrainState, plan: Plan, results: Results,
+                rank_times: np.ndarray | None, times: np.ndarray, gen_s: float) -> dict:
+    """The engine's columns of metrics.h5 (es_mpi.runs.metrics) for the generation from `before` to
+    `state`; rank 0 has every rank's time split. Evaluation scores the parameters of `before`, so its
+    x-axes are the steps and time `before` had spent."""
     returns, lengths = results.returns[plan.train], results.lengths[plan.train]
     evals = ~plan.train
     means = rank_times.mean(axis=0) if rank_times is not None else times
@@ -106,6 +108,8 @@ def metrics_row(ctx: Context, state: TrainState, plan: Plan, results: Results, r
         "length_max": int(lengths.max()),
         "eval_return": float(results.returns[evals].mean()) if evals.any() else np.nan,
         "eval_length": float(results.lengths[evals].mean()) if evals.any() else np.nan,
+        "eval_timesteps": before.timesteps if evals.any() else -1,
+        "eval_wall_s": before.wall_s if evals.any() else np.nan,
         "wall_s": state.wall_s,
         "generation_s": gen_s,
         "rollout_s": float(means[0]),

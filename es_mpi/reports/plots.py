@@ -29,7 +29,8 @@ def learning_curves(groups: list[Group], task: str, path: Path) -> Path:
         for j, (x, xlabel) in enumerate(_X_AXES):
             ax = axes[i, j]
             for k, group in enumerate(groups):
-                grid, curves = seed_curves(group.runs, x, y)
+                # an evaluation scores the parameters before its generation: their own steps and time
+                grid, curves = seed_curves(group.runs, f"eval_{x}" if y == "eval_return" else x, y)
                 if grid.size == 0:
                     continue
                 mean, lo, hi = mean_interval(curves)

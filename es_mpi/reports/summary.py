@@ -67,7 +67,22 @@ def load_run(run_dir: Path) -> Run:
     if metrics["generation"].size == 0:
         raise ConfigError(f"{path}: no generation recorded yet; run the report again after the first one")
     key = job.digest(ignore=(*RESUMABLE_KEYS, "run.seed"))
-    return Run(run_dir, job.env.id, job.run.seed, key, metrics)
+    return Run(run_dir, job.env.id, job.run.seed, key, {**metrics, **evaluation_axes(metrics)})
+
+
+def evaluation_axes(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """eval_timesteps and eval_wall_s of every evaluated row: an evaluation scores the parameters before its
+    generation's update, which had spent the previous row's steps and time. Files written before these
+    columns existed hold -1 and NaN there (or lack them); their values are the previous row's."""
+    n = metrics["timesteps"].size
+    evaluated = np.isfinite(metrics["eval_return"])
+    out = {}
+    for column, spent, missing in (("eval_timesteps", "timesteps", -1), ("eval_wall_s", "wall_s", np.nan)):
+        previous = np.concatenate([[0], metrics[spent][:-1]]).astype(metrics[spent].dtype)
+        known = metrics.get(column, np.full(n, missing, previous.dtype))
+        absent = ~np.isfinite(known) | (known < 0)
+        out[column] = np.where(evaluated & absent, previous, known)
+    return out
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
@@ -156,8 +171,8 @@ def summary_rows(groups: list[Group], thresholds: dict[str, float]) -> list[dict
             "final_eval": final[0], "final_eval_std": final[1],
             "threshold": math.nan if threshold is None else float(threshold),
             "seeds_reaching": len(hits),
-            "timesteps_to_threshold": _mean_std([float(r.metrics["timesteps"][i]) for r, i in hits])[0],
-            "wall_s_to_threshold": _mean_std([float(r.metrics["wall_s"][i]) for r, i in hits])[0],
+            "timesteps_to_threshold": _mean_std([float(r.metrics["eval_timesteps"][i]) for r, i in hits])[0],
+            "wall_s_to_threshold": _mean_std([float(r.metrics["eval_wall_s"][i]) for r, i in hits])[0],
             "steps_per_s": _mean_std([float(r.metrics["timesteps"][-1] / r.metrics["wall_s"][-1])
                                       for r in g.runs])[0],
         })

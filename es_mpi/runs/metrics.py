@@ -35,6 +35,10 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
                    "generation sooner (-1 in rows written before this column existed)"),
     "eval_return": ("f8", "return", "mean return of the noiseless policy (NaN when not evaluated)"),
     "eval_length": ("f8", "steps", "mean length of the evaluation episodes (NaN when not evaluated)"),
+    "eval_timesteps": ("i8", "steps", "training steps the evaluated parameters had seen: timesteps before this "
+                       "generation's update (-1 when not evaluated, and in rows written before this column existed)"),
+    "eval_wall_s": ("f8", "s", "training wall time the evaluated parameters had taken: wall_s before this "
+                    "generation (NaN when not evaluated, and in rows written before this column existed)"),
     "wall_s": ("f8", "s", "training wall time after this generation, over all restarts"),
     "generation_s": ("f8", "s", "wall time of this generation"),
     "rollout_s": ("f8", "s", "mean over ranks of the time spent running episodes"),
@@ -77,7 +81,7 @@ class MetricsLog:
         old = {k: v[:keep_rows] for k, v in read_metrics(run_dir.path).items()} if run_dir.exists(METRICS) else {}
         run_dir.write(METRICS, self._image(old, attrs))
         try:
-            self.file = h5py.File(self.path, "a", libver="latest")
+            self.file = _open_waiting(self.path, "a", libver="latest")
             self.file.swmr_mode = True
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot open for writing: {exc}", storage.fix_for(exc)) from None
@@ -163,13 +167,14 @@ class MetricsLog:
 _ABANDONED: list[h5py.File] = []
 
 
-def _open_for_reading(path: Path) -> h5py.File:
-    """The writer holds an exclusive lock for the few milliseconds between opening the file and switching
-    SWMR on; a reader that arrives then waits instead of failing."""
+def _open_waiting(path: Path, mode: str, **options) -> h5py.File:
+    """h5py.File, waiting up to 2 s while another process holds HDF5's lock on the file: the writer holds it
+    for the few milliseconds between opening the file and switching SWMR on, and a reader that opened the
+    file before that holds a shared lock that keeps the writer out until it closes."""
     deadline = time.monotonic() + 2.0
     while True:
         try:
-            return h5py.File(path, "r", swmr=True)
+            return h5py.File(path, mode, **options)
         except OSError:
             if time.monotonic() > deadline or not path.exists():
                 raise
@@ -178,7 +183,7 @@ def _open_for_reading(path: Path) -> h5py.File:
 
 def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
     """Every column, complete rows only: on a live run the writer may be part-way through a row."""
-    with _open_for_reading(Path(run_dir) / METRICS) as f:
+    with _open_waiting(Path(run_dir) / METRICS, "r", swmr=True) as f:
         columns = {name: f[name][...] for name in f if isinstance(f[name], h5py.Dataset)}
     n = min((c.shape[0] for c in columns.values()), default=0)
     # Rows hold generations 0..n-1 and `generation` is written last; a row not yet written reads as 0.
@@ -189,5 +194,5 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
 
 def read_metrics_attrs(run_dir: Path) -> dict:
     """The file attributes (job_yaml, job_digest, env_id, ...) as plain Python values."""
-    with _open_for_reading(Path(run_dir) / METRICS) as f:
+    with _open_waiting(Path(run_dir) / METRICS, "r", swmr=True) as f:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
