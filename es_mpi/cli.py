@@ -1,5 +1,5 @@
 """`es-mpi` command line: argument parsing and dispatch to es_mpi.commands; exit statuses (0 done, 2 bad input,
-3 stopped by a signal after a checkpoint, 1 anything else)."""
+3 stopped by a signal after a checkpoint, 4 stopped by a storage fault, 1 anything else)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", choices=["never", "auto", "must"], default="never",
                    help="never: refuse an existing run (default); auto: continue if a checkpoint exists; "
                    "must: fail without one")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print the resolved job (defaults filled, overrides applied) as YAML and exit without training")
     e = sub.add_parser("eval", help="evaluate a run's checkpoint over N episodes (under mpiexec, or alone)")
     e.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding checkpoint.h5")
     e.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes (default 10)")
@@ -40,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "train":
-        from es_mpi.commands.train import train_command
+        from es_mpi.commands.train import dry_run, train_command
 
-        return train_command(args)
+        return dry_run(args) if args.dry_run else train_command(args)
     if args.command == "eval":
         from es_mpi.commands.evaluate import eval_command
 

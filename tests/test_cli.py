@@ -1,7 +1,8 @@
 """Bad input: exit status 2, one line naming the problem, no traceback, nothing destroyed."""
 
 import pytest
-from helpers import run_cli, tiny_job, write_job
+import yaml
+from helpers import ROOT, run_cli, tiny_job, write_job
 
 
 def assert_clean_refusal(proc, *words):
@@ -71,3 +72,18 @@ def test_bad_tuning_variable_exits_2(tmp_path, var, value):
     path = write_job(tmp_path / "j.yaml", tiny_job(run={"generations": 1}))
     proc = run_cli(["train", path, "--run-dir", tmp_path / "r"], env={var: value})
     assert_clean_refusal(proc, var)
+
+
+def test_dry_run_prints_the_resolved_job_and_trains_nothing(tmp_path):
+    proc = run_cli(["train", "jobs/default.yaml", "--set", "es.sigma=1e-2", "--set", "run.seed=7", "--dry-run",
+                    "--run-dir", tmp_path / "run"])
+    assert proc.returncode == 0, proc.stderr
+    printed = yaml.safe_load(proc.stdout)
+    assert printed["es"]["sigma"] == 0.01 and printed["run"]["seed"] == 7
+    assert printed["strategy"] == {"kind": "openai_es"} and printed["policy"]["action_noise"] == 0.01  # defaults
+    assert not (tmp_path / "run").exists() and not (ROOT / "results" / "runs" / "default-seed7").exists()
+    again = tmp_path / "resolved.yaml"
+    again.write_text(proc.stdout)
+    assert yaml.safe_load(run_cli(["train", again, "--dry-run"]).stdout) == printed  # a job file itself
+    bad = run_cli(["train", "jobs/default.yaml", "--set", "env.id=Nope-v9", "--dry-run"])
+    assert bad.returncode == 2 and "Nope-v9" in bad.stderr and "Traceback" not in bad.stderr

@@ -65,6 +65,25 @@ def _startup(args) -> tuple[dict, dict]:
     return header, start.arrays
 
 
+def dry_run(args) -> int:
+    """`es-mpi train JOB --dry-run`: the job as a run would use it, as YAML on stdout (a job file itself),
+    after the checks a run makes before it starts (job, env, policy); nothing is written."""
+    from es_mpi.envs.make import make_env
+    from es_mpi.policies.make import make_policy
+    from es_mpi.runs.job import ConfigError, load_job
+
+    try:
+        job = load_job(args.job, args.overrides)
+        env, _ = make_env(job.env, args.job)
+        policy = make_policy(job.policy, env, source=args.job)
+    except ConfigError as exc:
+        print(f"es-mpi: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"# {args.job} as es-mpi train runs it: {policy.num_params:,} parameters", file=sys.stderr)
+    print(job.to_yaml(), end="")
+    return 0
+
+
 def train_command(args) -> int:
     from es_mpi.engine.loop import TrainingError
     from es_mpi.engine.signals import StopFlag
