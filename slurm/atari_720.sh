@@ -23,5 +23,7 @@ set -euo pipefail
 . "${ES_MPI_ROOT:-${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}}/slurm/lib.sh" ||
     { echo "es-mpi-slurm: error: no slurm/lib.sh; submit from the repository root or set ES_MPI_ROOT" >&2; exit 2; }
 
-# es_mpi_run refuses a missing job file with a clear message (status 2) before anything starts.
-es_mpi_run jobs/pong.yaml "${SLURM_JOB_NAME:-atari_720}" "$@"
+# es_mpi_run refuses a missing job file with a clear message (status 2) before anything starts. The game's
+# job name is in the default run directory (results/runs/atari_720-pong-seed0), so two games never share one.
+job=${ES_MPI_JOB:-jobs/pong.yaml}
+es_mpi_run "$job" "${SLURM_JOB_NAME:-atari_720}-$(basename "$job" .yaml)" "$@"

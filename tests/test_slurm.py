@@ -263,3 +263,12 @@ def test_sweep_maps_array_index_to_task_and_seed():
     assert beyond.returncode == 2 and "0-5" in beyond.stderr, beyond.stderr
     shared = dry_run("sweep.sh", SLURM_ARRAY_TASK_ID="0", ES_MPI_RUN_DIR="/tmp/x", **env)
     assert shared.returncode == 2 and "ES_MPI_RUN_DIR" in shared.stderr, shared.stderr
+
+
+def test_atari_games_get_their_own_default_run_directories():
+    pong = dry_run("atari_720.sh")
+    breakout = dry_run("atari_720.sh", ES_MPI_JOB="jobs/breakout.yaml")
+    assert pong.returncode == 0 and breakout.returncode == 0, pong.stderr + breakout.stderr
+    assert "run dir results/runs/atari_720-pong-seed0" in pong.stderr
+    assert "run dir results/runs/atari_720-breakout-seed0" in breakout.stderr
+    assert "train jobs/breakout.yaml --run-dir results/runs/atari_720-breakout-seed0" in breakout.stderr
