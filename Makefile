@@ -3,8 +3,9 @@
 VENV    ?= .venv
 PYTHON  ?= python3
 # The mpich extra brings MPI from PyPI; on a cluster with a site MPI use `make ... EXTRAS=dev,box2d`
-# after building mpi4py against it (see README). box2d: LunarLander and BipedalWalker (jobs/*.yaml).
-EXTRAS  ?= mpich,dev,report,box2d,maze
+# after building mpi4py against it (see README). box2d: LunarLander and BipedalWalker (jobs/*.yaml);
+# tensorboard: run.tensorboard's event files.
+EXTRAS  ?= mpich,dev,report,box2d,tensorboard,maze
 RANKS   ?= 2
 JOB     ?= jobs/default.yaml
 # Empty: the CLI's own default, results/runs/<job file name>-seed<seed> (results/runs/default-seed0), which

@@ -66,3 +66,46 @@ def make_noise(size: int, seed: int) -> np.ndarray:
 def read_theta(run_dir: Path) -> np.ndarray:
     with h5py.File(run_dir / "checkpoint.h5", "r") as f:
         return f["theta"][...]
+
+
+class Training:
+    """`es-mpi train ARGS` on one process in the background, stdout and stderr read line by line into
+    `lines`, so that a test can act at a known point of the run (a progress line) and then wait for it."""
+
+    def __init__(self, args: list, env: dict | None = None) -> None:
+        import threading
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "es_mpi", "train", *map(str, args)], cwd=ROOT,
+                                     text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+    def wait_line(self, prefix: str, timeout: float = 120) -> None:
+        """Until a line starting with `prefix` was printed; the test fails if the run ends or times out first."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith(prefix) for line in list(self.lines)):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"no line starting {prefix!r} (exit {self.proc.poll()}):\n{self.out}")
+            time.sleep(0.02)
+
+    def wait(self, timeout: float = 180) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"still running after {timeout} s:\n{self.out}")
+        self._reader.join(10)
+        return code

@@ -33,12 +33,17 @@ def _startup(args) -> tuple[dict, dict]:
     from es_mpi.policies.make import make_policy
     from es_mpi.policies.reference_batch import collect_reference_batch
     from es_mpi.runs.job import ConfigError, load_job
+    from es_mpi.runs.lock import check_free
     from es_mpi.runs.rundir import default_run_dir, open_run
     from es_mpi.runs.state import initial_state, load_state, save_state
     from es_mpi.strategies import STRATEGIES
 
     check_mpi_env()
     job = load_job(args.job, args.overrides)
+    if job.run.tensorboard:
+        from es_mpi.runs.tensorboard import require_writer
+
+        require_writer(args.job)
     env, limit = make_env(job.env, args.job)
     policy = make_policy(job.policy, env, source=args.job)
     if job.es.noise_table_size < policy.num_params + 1:
@@ -48,6 +53,7 @@ def _startup(args) -> tuple[dict, dict]:
         )
     strategy = STRATEGIES[job.strategy.kind](job, policy, limit)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.job, job)
+    check_free(run_dir)  # a run directory in use: refused before anything is read or written
     saved, attrs, notice = open_run(run_dir, job, args.resume)
     state = initial_state(strategy) if saved is None else load_state(saved, strategy, str(run_dir))
     size = strategy.bases(state.strategy)[0].size
@@ -123,6 +129,7 @@ def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
     from es_mpi.envs.make import make_env
     from es_mpi.policies.make import make_policy
     from es_mpi.runs.job import ConfigError, job_from_dict
+    from es_mpi.runs.lock import LockError
     from es_mpi.runs.rundir import Recorder
     from es_mpi.runs.state import load_state
     from es_mpi.runs.storage import EXIT_STORAGE, StorageError
@@ -137,22 +144,24 @@ def _train_all_ranks(comm, header: dict, got: dict, stop) -> int:
     if header["resumed"] and header["noise_fingerprint"] not in (None, fingerprint):
         raise ConfigError(f"{header['run_dir']}: the checkpoint was made with a different noise table "
                           "(numpy's generator changed?); results would not continue the run")
-    record, failure = None, ""
+    record, failure, status = None, "", EXIT_STORAGE
     if comm.rank == 0:
         run_dir = Path(header["run_dir"])
         identity = {"noise_fingerprint": fingerprint, "num_params": policy.num_params,
                     "env_id": job.env.id}
         try:
             record = Recorder(run_dir, job, ctx.strategy, state, identity, header["resumed"])
-        except StorageError as exc:
-            failure = str(exc)
+        except (StorageError, LockError) as exc:
+            # LockError: a run that started since the check in _startup holds the directory now.
+            failure, status = str(exc), 2 if isinstance(exc, LockError) else EXIT_STORAGE
             print(f"es-mpi: error: {failure}", file=sys.stderr, flush=True)
         else:
             what = f"resuming at generation {state.generation}" if header["resumed"] else "new run"
             print(f"es-mpi: {what} in {run_dir}: {job.env.id}, {job.strategy.kind}, {policy.num_params:,} "
                   f"parameters, {comm.size} rank(s); episodes: {ctx.path}", flush=True)
-    if comm.bcast_json(failure):
-        return EXIT_STORAGE
+    failed = comm.bcast_json({"failure": failure, "status": status})
+    if failed["failure"]:
+        return failed["status"]
     code, state = train(ctx, state, record, stop)
     if record and not record.close(state, code):
         _exit_skipping_cleanup(code)

@@ -127,6 +127,8 @@ class RunConfig:
                           "(0: never)", resumable=True)
     eval_episodes: int = key(3, positive, "episodes per evaluation", resumable=True)
     checkpoint_every: int = key(10, positive, "write checkpoint.h5 every N generations", resumable=True)
+    tensorboard: bool = key(False, help="write TensorBoard event files to RUN_DIR/tensorboard/ while training "
+                            "(needs the tensorboard extra)", resumable=True)
 
 
 def _strategy_config(section: Any, dotted: str, source: str) -> type[StrategyConfig]:

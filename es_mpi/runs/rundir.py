@@ -19,9 +19,11 @@ from es_mpi.runs.checkpoint import (
     write_checkpoint,
 )
 from es_mpi.runs.job import RESUMABLE_KEYS, ConfigError, Job, job_from_dict, parse_yaml
+from es_mpi.runs.lock import RunLock
 from es_mpi.runs.metrics import METRICS, MetricsLog
 from es_mpi.runs.state import TrainState, descriptions, save_state
 from es_mpi.runs.storage import EXIT_STORAGE, SLACK, WARN_CHECKPOINTS, RunDirectory, StorageError, size_text
+from es_mpi.runs.tensorboard import Board
 from es_mpi.strategies.base import Saved, Strategy
 
 JOB_FILE = "job.yaml"
@@ -99,7 +101,8 @@ class Recorder:
     Before each generation's writes it checks the run directory (still there, writable, room for the next
     checkpoint, whose size is known); a storage fault, found so or by a failed write, ends its writing:
     `failed` becomes EXIT_STORAGE, one line on stderr says what failed and what survives, and the engine
-    stops every rank. Raises StorageError when the directory cannot be used at all."""
+    stops every rank. Raises StorageError when the directory cannot be used at all, LockError when another
+    run holds it (es_mpi.runs.lock; held from here to `close`)."""
 
     def __init__(self, run_dir: Path, job: Job, strategy: Strategy, state: TrainState, identity: dict,
                  resumed: bool) -> None:
@@ -114,12 +117,16 @@ class Recorder:
         try:
             self.dir = RunDirectory(run_dir)
             self.dir.check_place()
+            self.lock, notice = RunLock.take(self.dir)
+            if notice:
+                print(f"es-mpi: notice: {notice}", file=sys.stderr, flush=True)
             self.dir.remove_temporaries((CHECKPOINT, PREVIOUS, METRICS, JOB_FILE))
             self.checkpoint_bytes = len(self._image(state))
             metrics = self.dir.path / METRICS
             self._check_space(self.checkpoint_bytes + (metrics.stat().st_size if metrics.exists() else 0))
             self.dir.write(JOB_FILE, job.to_yaml().encode())
             self.metrics = MetricsLog(self.dir, state.generation, self.attrs, strategy.columns)
+            self.board = self._board(state) if job.run.tensorboard else None
         except StorageError as exc:
             raise StorageError(f"{exc}; {self._survivors(exc)}", exc.fix) from None
 
@@ -127,20 +134,29 @@ class Recorder:
         self.stop_signal = row.get("stop_signal", 0)
         try:
             self.dir.check_place()
+            self.lock.beat(row["generation_s"])
             image = self._image(state) if checkpoint else None
             self._check_space(len(image) if image else self.checkpoint_bytes)
             self.metrics.append({**row, "checkpoint_s": np.nan})
             print(progress_line(self.job, row), flush=True)
-            if image:
-                self._write_checkpoint(state, image)
+            took = self._write_checkpoint(state, image) if image else np.nan
+            if self.board:
+                self.board.append({**row, "checkpoint_s": took})
         except StorageError as exc:
             self.failed, self.failed_at = EXIT_STORAGE, state.generation
             print(f"es-mpi: error: {exc}; {self._survivors(exc)}", file=sys.stderr, flush=True)
 
+    def _board(self, state: TrainState) -> Board:
+        """TensorBoard's events file, starting with the rows metrics.h5 kept."""
+        kept = {name: self.metrics.file[name][...] for name in self.metrics.columns}
+        dtypes = {name: column[0] for name, column in self.metrics.columns.items()}
+        return Board(self.dir, kept, dtypes, _flatten(self.job.to_dict()), self.job.to_yaml(),
+                     time.time() - state.wall_s)
+
     def _image(self, state: TrainState) -> bytes:
         return checkpoint_image(save_state(state, self.strategy), descriptions(self.strategy), self.attrs)
 
-    def _write_checkpoint(self, state: TrainState, image: bytes) -> None:
+    def _write_checkpoint(self, state: TrainState, image: bytes) -> float:
         start = time.perf_counter()
         path = write_checkpoint(self.dir, image)
         took = time.perf_counter() - start
@@ -152,6 +168,7 @@ class Recorder:
             print(f"es-mpi: warning: {path} took {took:.1f} s to write ({size_text(len(image))}), "
                   f"{took / max(trained, 1e-9):.0%} of the {trained:.1f} s trained since the last one: a slow "
                   "file system? raise run.checkpoint_every or use a faster --run-dir", flush=True)
+        return took
 
     def _check_space(self, need: int) -> None:
         """Room for a write of `need` bytes beside the files there, or StorageError before writing anything;
@@ -181,6 +198,9 @@ class Recorder:
     def close(self, state: TrainState, code: int) -> bool:
         """Close metrics.h5 and print the closing line; False if metrics.h5 could not be closed (HDF5 saw a
         write fail: the process must end without the interpreter's clean-up, which would crash in HDF5)."""
+        self.lock.release()
+        if self.board:
+            self.board.close()
         self.metrics.close()
         self.dir.close()
         word = "done" if code == 0 else f"exit {code}"
