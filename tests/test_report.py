@@ -147,3 +147,17 @@ def test_missing_plotting_library_names_the_report_extra(tmp_path):
             f"sys.exit(main(['report', {str(tmp_path)!r}]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert_refused(proc, "matplotlib", "pip install 'es-mpi[report]'")
+
+
+def test_a_novelty_run_gets_its_archive_drawn_and_others_do_not(tmp_path):
+    job = tiny_job(run={"generations": 3, "eval_every": 0})
+    job["strategy"] = {"kind": "ns_es", "agents": 2, "k": 2, "behaviour_episodes": 1}
+    novelty_run = tmp_path / "ns"
+    assert run_cli(["train", write_job(tmp_path / "ns.yaml", job), "--run-dir", novelty_run]).returncode == 0
+    plain = train(tmp_path, "plain", run={"generations": 1})
+    out = tmp_path / "report"
+    proc = run_cli(["report", novelty_run, plain, "--out", out])
+    assert proc.returncode == 0, proc.stderr
+    data = (out / "archive_ns.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert not (out / "archive_plain.png").exists() and "archive_ns.png" in proc.stdout

@@ -38,9 +38,10 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 
 
 def write_report(run_dirs: list[Path], out: Path, thresholds: dict[str, float]) -> list[Path]:
-    """Learning curves per task, the time breakdown, and the summary as Markdown and CSV; returns the files."""
+    """Learning curves per task, the time breakdown, the archive map of each novelty run, and the summary as
+    Markdown and CSV; returns the files."""
     import_extra("matplotlib", "es-mpi report")
-    from es_mpi.reports.plots import file_name, learning_curves, time_breakdown
+    from es_mpi.reports.plots import archive_map, file_name, learning_curves, time_breakdown
 
     groups = group_runs([load_run(Path(d)) for d in run_dirs])
     out.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,10 @@ def write_report(run_dirs: list[Path], out: Path, thresholds: dict[str, float]) 
     for task in dict.fromkeys(g.env_id for g in groups):
         written.append(learning_curves([g for g in groups if g.env_id == task], task, out / file_name(task)))
     written.append(time_breakdown(groups, out / "time_breakdown.png"))
+    for group in groups:  # novelty runs: where the archive's behaviours lie
+        for run in group.runs:
+            drawn = archive_map(run.path, out / f"archive_{run.path.name}.png")
+            written += [drawn] if drawn else []
     rows = summary_rows(groups, thresholds)
     for name, text in (("summary.md", to_markdown(rows)), ("summary.csv", to_csv(rows))):
         (out / name).write_text(text, encoding="utf-8")

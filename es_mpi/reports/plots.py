@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from es_mpi.reports.summary import Group, mean_interval, seed_curves
 
@@ -44,7 +45,7 @@ def learning_curves(groups: list[Group], task: str, path: Path) -> Path:
             ax.set_ylabel("return")
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:  # a run without evaluations has no evaluation curve
-                ax.legend(loc="best", fontsize="small")
+                fig.legend(loc="outside lower center", ncols=2, fontsize="small")
     fig.savefig(path, dpi=100)
     return path
 
@@ -75,3 +76,45 @@ def time_breakdown(groups: list[Group], path: Path) -> Path:
 def file_name(task: str) -> str:
     """`learning_curves_<task>.png` with characters that are awkward in file names replaced."""
     return "learning_curves_" + re.sub(r"[^A-Za-z0-9_.-]", "_", task) + ".png"
+
+
+def archive_map(run_dir: Path, path: Path) -> Path | None:
+    """The novelty archive of a run's checkpoint (a strategy that keeps one saves `archive/behaviour` and
+    `archive/generation`): its first two behaviour dimensions coloured by the generation that added each
+    entry, the agents' latest behaviours marked, and, for a maze job (env.kwargs.maze_map, gymnasium-robotics'
+    layout), the walls drawn under them. None for a run without an archive."""
+    from es_mpi.runs.checkpoint import CHECKPOINT, checkpoint_job, read_checkpoint
+
+    if not (Path(run_dir) / CHECKPOINT).is_file():
+        return None
+    saved, attrs = read_checkpoint(Path(run_dir) / CHECKPOINT)
+    points = saved.arrays.get("archive/behaviour")
+    if points is None or points.ndim != 2 or points.shape[1] < 2 or not len(points):
+        return None
+    job = checkpoint_job(attrs, Path(run_dir) / CHECKPOINT)
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    ax = fig.subplots()
+    maze = job.env.kwargs.get("maze_map")
+    if maze:
+        scale = float(job.env.kwargs.get("maze_size_scaling", 1.0))
+        rows, cols = len(maze), len(maze[0])
+        for i, row in enumerate(maze):
+            for j, cell in enumerate(row):
+                x, y = (j + 0.5) * scale - cols * scale / 2, rows * scale / 2 - (i + 0.5) * scale
+                if cell == 1:
+                    ax.add_patch(Rectangle((x - scale / 2, y - scale / 2), scale, scale, color="0.8"))
+                elif cell in ("g", "G"):
+                    ax.plot(x, y, marker="*", ms=18, color="gold", mec="k", zorder=3, label="goal")
+    dots = ax.scatter(points[:, 0], points[:, 1], c=saved.arrays["archive/generation"], cmap="viridis", s=14,
+                      zorder=2)
+    fig.colorbar(dots, ax=ax, label="generation that added the entry")
+    agents = saved.arrays.get("agents/behaviour")
+    if agents is not None and agents.ndim == 2 and agents.shape[1] >= 2:
+        ax.scatter(agents[:, 0], agents[:, 1], marker="x", s=60, color="C3", zorder=4, label="agents (latest)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(f"{job.env.id}, {job.strategy.kind}, seed {job.run.seed}: {len(points)} archive entries")
+    ax.set_xlabel("behaviour 0 (x)")
+    ax.set_ylabel("behaviour 1 (y)")
+    fig.legend(loc="outside lower center", ncols=2, fontsize="small")
+    fig.savefig(path, dpi=100)
+    return path
