@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -30,6 +30,10 @@ from es_mpi.core import caps, seeds
 from es_mpi.core.noise import sample_offsets
 from es_mpi.runs.schema import key, positive
 from es_mpi.strategies.base import NoiseSum, Plan, Results, Saved, Strategy, StrategyConfig, episodes, evaluation
+
+if TYPE_CHECKING:
+    from es_mpi.policies.make import Policy
+    from es_mpi.runs.job import Job
 
 SeedList = tuple[int, ...]
 PARENT_CHOICE = 1  # key of the stream that picks each offspring's parent, beside the offsets' stream
@@ -112,7 +116,7 @@ class Ga(Strategy):
         "episode_cap": ("i8", "steps", "step limit of this generation's training episodes"),
     }
 
-    def __init__(self, job, policy, env_limit, noise=None) -> None:
+    def __init__(self, job: Job, policy: Policy, env_limit: int, noise: np.ndarray | None = None) -> None:
         super().__init__(job, policy, env_limit, noise)
         cfg = job.strategy
         # a generation asks for every parent and candidate; their own parents are the previous generation's
@@ -174,6 +178,8 @@ class Ga(Strategy):
         return Plan.join(*plans)
 
     def update(self, state: GaState, plan: Plan, results: Results, noise_sum: NoiseSum) -> tuple[GaState, dict]:
+        """The elite from the candidates' re-evaluation, then truncation selection of this generation's
+        offspring (by their one episode each) into the next parents and candidates."""
         cfg = self.job.strategy
         train = plan.train
         returns, lengths = results.returns[train], results.lengths[train]
