@@ -53,7 +53,7 @@ def test_report_groups_seeds_and_its_table_matches_metrics(tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["seeds"] for r in rows] == ["3 4", "3"]  # two jobs; seeds of one job in one row
-    assert rows[0]["label"].startswith("HalfCheetah-v5 [") and rows[0]["label"] != rows[1]["label"]
+    assert rows[0]["label"].startswith("HalfCheetah-v5 [openai_es ") and rows[0]["label"] != rows[1]["label"]
     g = rows[0]
     assert float(g["best_eval"]) == pytest.approx(np.mean([m3["eval_return"].max(), m4["eval_return"].max()]))
     assert float(g["best_eval_std"]) == pytest.approx(np.std([m3["eval_return"].max(), m4["eval_return"].max()],
@@ -95,7 +95,8 @@ def test_mean_interval_is_the_student_t_95_percent_interval_of_the_mean():
 
 def test_seed_curves_are_interpolated_where_all_seeds_have_data():
     def run(steps, values):
-        return Run(Path("."), "HalfCheetah-v5", 0, "k", {"timesteps": np.array(steps), "eval_return": np.array(values)})
+        return Run(Path("."), "HalfCheetah-v5", 0, "k", "openai_es",
+                   {"timesteps": np.array(steps), "eval_return": np.array(values)})
 
     grid, curves = seed_curves([run([0, 10, 20], [0.0, np.nan, 20.0]), run([5, 15, 30], [5.0, 15.0, 45.0])],
                                "timesteps", "eval_return")

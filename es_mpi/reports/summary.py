@@ -35,6 +35,7 @@ class Run:
     env_id: str
     seed: int
     job_key: str  # digest of the job without run.seed and budgets: equal keys are seeds of one job
+    strategy: str  # the job's strategy.kind
     metrics: dict[str, np.ndarray]
 
 
@@ -67,7 +68,7 @@ def load_run(run_dir: Path) -> Run:
     if metrics["generation"].size == 0:
         raise ConfigError(f"{path}: no generation recorded yet; run the report again after the first one")
     key = job.digest(ignore=(*RESUMABLE_KEYS, "run.seed"))
-    return Run(run_dir, job.env.id, job.run.seed, key, {**metrics, **evaluation_axes(metrics)})
+    return Run(run_dir, job.env.id, job.run.seed, key, job.strategy.kind, {**metrics, **evaluation_axes(metrics)})
 
 
 def evaluation_axes(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -86,8 +87,8 @@ def evaluation_axes(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
-    """Groups in order of first appearance, seeds sorted; a label names the job's digest only when one
-    task has several jobs."""
+    """Groups in order of first appearance, seeds sorted; when one task has several jobs, a label names
+    each one's strategy and digest."""
     by_key: dict[str, list[Run]] = {}
     for run in runs:
         by_key.setdefault(run.job_key, []).append(run)
@@ -95,7 +96,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     groups = []
     for key, members in by_key.items():
         env_id = members[0].env_id
-        label = env_id if tasks.count(env_id) == 1 else f"{env_id} [{key[:6]}]"
+        label = env_id if tasks.count(env_id) == 1 else f"{env_id} [{members[0].strategy} {key[:6]}]"
         groups.append(Group(label, env_id, sorted(members, key=lambda r: r.seed)))
     return groups
 
