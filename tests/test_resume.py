@@ -99,4 +99,5 @@ def test_bookkeeping_keys_may_change_on_resume_and_the_parameters_stay_bit_ident
         assert np.isfinite(f["eval_return"][...]).tolist() == [True, False, True, True]  # the new cadence
     proc = run_cli(["train", path, "--run-dir", parts, "--resume", "auto", "--set", "es.sigma=0.1"])
     assert proc.returncode == 2 and "es.sigma: 0.05 -> 0.1" in proc.stderr
-    assert "run.eval_every, run.eval_episodes, run.checkpoint_every may change on resume" in proc.stderr
+    assert ("run.eval_every, run.eval_episodes, run.checkpoint_every, run.tensorboard may change on resume"
+            in proc.stderr)
