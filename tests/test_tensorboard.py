@@ -62,14 +62,17 @@ def assert_same_curves(run_dir: Path, reference: Path) -> None:
 
 
 def assert_curves_are_the_metrics(run_dir: Path) -> None:
-    """Every metrics.h5 column, at step `timesteps`, with its value; no point where metrics.h5 has none."""
+    """Every metrics.h5 column with its value, at step `timesteps` (the evaluation's at `eval_timesteps`, the
+    steps the evaluated parameters had seen); no point where metrics.h5 has none."""
     rows, got = read_metrics(run_dir), curves(run_dir)
     rows.pop("rank_times")
     assert sorted(got) == sorted(rows)
     for name, column in rows.items():
         present = ~np.isnan(column) if column.dtype.kind == "f" else column != -1
-        want = [(int(s), float(np.float32(v))) for s, v in zip(rows["timesteps"][present], column[present])]
+        steps = rows["eval_timesteps" if name in ("eval_return", "eval_length") else "timesteps"]
+        want = [(int(s), float(np.float32(v))) for s, v in zip(steps[present], column[present])]
         assert got[name] == want, name
+    assert got["eval_return"][0][0] == 0  # generation 0 evaluates the initial parameters
 
 
 def test_tensorboard_holds_every_column_and_the_job(reference):

@@ -27,6 +27,9 @@ BOARD_DIR = "tensorboard"
 # TensorBoard reads the files whose name holds "tfevents"; this prefix is the one TensorFlow writes.
 PREFIX = "events.out.tfevents."
 EXTRA = "pip install 'es-mpi[tensorboard]'"
+# Scalars of the evaluation, which scores the parameters before the generation's update: plotted at the steps
+# those parameters had seen (eval_timesteps), not at the generation's.
+EVALUATION = ("eval_return", "eval_length")
 # Shown in the HPARAMS tab beside the hyperparameters (their last values).
 HPARAM_METRICS = ("return_mean", "return_max", "eval_return")
 
@@ -101,17 +104,24 @@ class Board:
                                    f"{describe(exc)}", fix_for(exc)) from None
 
     def _row_record(self, row: dict) -> bytes:
+        """The row's scalars at step `timesteps`; the evaluation's at `eval_timesteps`, the steps its
+        parameters had seen (they are those before the generation's update)."""
         from tensorboardX.proto.event_pb2 import Event
         from tensorboardX.proto.summary_pb2 import Summary
 
-        values = [Summary.Value(tag=name, simple_value=float(row[name]))
-                  for name, dtype in self.columns.items() if name in row and _present(row[name], dtype)]
-        event = Event(wall_time=self.wall_start + float(row["wall_s"]), step=int(row["timesteps"]),
-                      summary=Summary(value=values))
-        return _record(event.SerializeToString())
+        present = [name for name, dtype in self.columns.items() if name in row and _present(row[name], dtype)]
+        records = b""
+        for names, step, wall in (([n for n in present if n not in EVALUATION], "timesteps", "wall_s"),
+                                  ([n for n in present if n in EVALUATION], "eval_timesteps", "eval_wall_s")):
+            if names:
+                values = [Summary.Value(tag=name, simple_value=float(row[name])) for name in names]
+                event = Event(wall_time=self.wall_start + float(row[wall]), step=int(row[step]),
+                              summary=Summary(value=values))
+                records += _record(event.SerializeToString())
+        return records
 
     def append(self, row: dict) -> None:
-        """One generation's row (the values metrics.h5 holds for it), at step row['timesteps']."""
+        """One generation's row (the values metrics.h5 holds for it)."""
         self._write(self._row_record(row))
 
     def _write(self, data: bytes) -> None:
