@@ -22,6 +22,7 @@ from es_mpi.policies.trained import load_policy
 from es_mpi.reports.video import FrameRecorder, check_video_path, render_problem, rendering, write_video
 from es_mpi.runs.checkpoint import CHECKPOINT
 from es_mpi.runs.job import ConfigError, job_from_dict
+from es_mpi.runs.storage import EXIT_STORAGE, describe, fix_for
 
 # Seed purpose of checkpoint evaluations; seeds.py's purposes are 0..5, so no stream is shared.
 CHECKPOINT_EVAL = 1000
@@ -77,9 +78,10 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _evaluate(comm: LocalComm, header: dict, got: dict, args) -> np.ndarray:
-    """This rank's episodes as rows (episode, env seed, return, length); rank 0 records the video of
-    episode 0 when asked."""
+def _evaluate(comm: LocalComm, header: dict, got: dict, args) -> tuple[np.ndarray, str]:
+    """This rank's episodes as rows (episode, env seed, return, length), and on rank 0 why the video of
+    episode 0, when asked for, could not be written ("" if it was); the episodes go on, so that every
+    rank still meets the others."""
     job = job_from_dict(header["job"], header["source"])
     record = bool(args.video) and comm.rank == 0
     env, limit = make_env(rendering(job.env) if record else job.env, header["source"])
@@ -93,7 +95,7 @@ def _evaluate(comm: LocalComm, header: dict, got: dict, args) -> np.ndarray:
     mean, std = (got["mean"], got["std"]) if got["mean"].size else (None, None)
     mine = range(comm.rank, args.episodes, comm.size)
     progress = _Progress(len(mine), f" (rank 0 of {comm.size})" if comm.size > 1 else "")
-    rows = []
+    rows, failure = [], ""
     for k, e in enumerate(mine):
         env_seed = eval_seed(job, e)
         recorder = None
@@ -102,15 +104,23 @@ def _evaluate(comm: LocalComm, header: dict, got: dict, args) -> np.ndarray:
         ep = run_episode(recorder or env, policy, theta, mean, std, limit, env_seed)
         rows.append([e, env_seed, ep.ret, ep.length])
         if recorder:
-            write_video(Path(args.video), recorder.frames, env.metadata.get("render_fps", 30))
-            print(f"video: {args.video}, {len(recorder.frames)} frames of episode 0 (return {ep.ret:.1f})")
+            try:
+                write_video(Path(args.video), recorder.frames, env.metadata.get("render_fps", 30))
+                print(f"video: {args.video}, {len(recorder.frames)} frames of episode 0 (return {ep.ret:.1f})")
+            except OSError as exc:
+                failure = _write_failure(args.video, exc)
         if comm.rank == 0:
             progress(k + 1)
-    return np.asarray(rows, np.float64).reshape(-1, 4)
+    return np.asarray(rows, np.float64).reshape(-1, 4), failure
+
+
+def _write_failure(name: str, exc: OSError) -> str:
+    return f"{name}: cannot write: {describe(exc)}; {fix_for(exc)}, then run es-mpi eval again"
 
 
 def eval_command(args) -> int:
-    """Exit 0 after printing the statistics on rank 0, 2 for bad input (one line, printed once)."""
+    """Exit 0 after printing the statistics on rank 0, 2 for bad input, 4 when the CSV or video cannot be
+    written (one line, printed once)."""
     if args.video:
         # Headless offscreen rendering; must be set before mujoco is first imported.
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -118,7 +128,7 @@ def eval_command(args) -> int:
     header, got = load_on_root(comm, lambda: _load(args), ("theta", "mean", "std", "ref_batch"))
     if "error" not in header:
         try:
-            rows = _evaluate(comm, header, got, args)
+            rows, failure = _evaluate(comm, header, got, args)
         except ConfigError as exc:
             header = {"error": str(exc)}
     if "error" in header:
@@ -134,9 +144,15 @@ def eval_command(args) -> int:
           f"({header['timesteps']:,} timesteps), {len(rows)} episodes on {comm.size} rank(s)")
     print(f"return mean {returns.mean():.1f} std {returns.std():.1f} min {returns.min():.1f} "
           f"max {returns.max():.1f} | length mean {rows[:, 3].mean():.1f}")
-    if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["episode", "env_seed", "return", "length"])
-            writer.writerows([int(e), int(s), repr(float(r)), int(n)] for e, s, r, n in rows)
+    if args.csv and not failure:
+        try:
+            with open(args.csv, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(["episode", "env_seed", "return", "length"])
+                writer.writerows([int(e), int(s), repr(float(r)), int(n)] for e, s, r, n in rows)
+        except OSError as exc:
+            failure = _write_failure(args.csv, exc)
+    if failure:
+        print(f"es-mpi: error: {failure}", file=sys.stderr)
+        return EXIT_STORAGE
     return 0

@@ -9,6 +9,7 @@ from types import ModuleType
 
 from es_mpi.reports.summary import group_runs, load_run, summary_rows, to_csv, to_markdown
 from es_mpi.runs.job import ConfigError
+from es_mpi.runs.storage import EXIT_STORAGE, describe, fix_for
 
 INSTALL_HINT = "pip install 'es-mpi[report]'"
 
@@ -61,12 +62,17 @@ def write_report(run_dirs: list[Path], out: Path, thresholds: dict[str, float]) 
 
 
 def report_command(args) -> int:
-    """Print the summary table and the files written; exit 2 with one line for bad input."""
+    """Print the summary table and the files written; exit 2 with one line for bad input, 4 when an output
+    file cannot be written."""
     try:
         written = write_report(args.run_dirs, Path(args.out), parse_thresholds(args.thresholds))
     except ConfigError as exc:
         print(f"es-mpi: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a quota, a read-only --out: the runs themselves are untouched
+        print(f"es-mpi: error: {exc.filename or args.out}: cannot write: {describe(exc)}; {fix_for(exc)}, then "
+              "run es-mpi report again", file=sys.stderr)
+        return EXIT_STORAGE
     print((Path(args.out) / "summary.md").read_text(encoding="utf-8"), end="")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

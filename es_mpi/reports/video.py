@@ -76,9 +76,11 @@ class FrameRecorder:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    """Encode in memory, then write the file in one go: a write that fails (a full disk) raises one OSError
+    here, instead of inside the encoder, which then fails again while cleaning up."""
     import imageio.v3 as iio
 
-    if path.suffix.lower() == ".gif":
-        iio.imwrite(path, np.stack(frames), duration=1000.0 / fps, loop=0)
-    else:
-        iio.imwrite(path, np.stack(frames), fps=fps)
+    suffix = path.suffix.lower()
+    timing = {"duration": 1000.0 / fps, "loop": 0} if suffix == ".gif" else {"fps": fps}
+    data = iio.imwrite("<bytes>", np.stack(frames), extension=suffix, **timing)
+    path.write_bytes(data)
