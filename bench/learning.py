@@ -11,7 +11,7 @@ over seeds (a seed that missed counts as slower than any that reached). Prints a
 (default bench/out/learning.json) and its table to docs/benchmarks.md under its own heading.
 
     python bench/learning.py [--jobs jobs/lunar_lander.yaml jobs/bipedal_walker.yaml] [--seeds 0 1 2]
-                             [--budget-min 60] [--ranks 2] [--out results/runs]
+                             [--budget-min 60 [60]] [--ranks 2] [--out results/runs]
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def table(results: list[dict]) -> list[str]:
     return rows
 
 
-def write_section(doc: Path, results: list[dict], ranks: int) -> None:
+def write_section(doc: Path, results: list[dict], ranks: int, note: str) -> None:
     """Replace (or append) this benchmark's section of docs/benchmarks.md; the rest stays as it is."""
     intro = (f"`bench/learning.py` on {time.strftime('%Y-%m-%d')}: {ranks} ranks on a {os.cpu_count()}-core "
              f"{platform.machine()} machine, one seed at a time. Timesteps are training env steps and wall "
@@ -174,6 +174,8 @@ def write_section(doc: Path, results: list[dict], ranks: int) -> None:
              "run stops at the end of the generation after the one that reached it). A seed that missed "
              "counts as slower than any that reached in the median.")
     lines = [HEADING, "", textwrap.fill(intro, 110), "", *table(results), ""]
+    if note:
+        lines += [textwrap.fill(note, 110), ""]
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
     start = text.find(HEADING + "\n")
     if start < 0:
@@ -189,36 +191,40 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", nargs="+", default=["jobs/lunar_lander.yaml", "jobs/bipedal_walker.yaml"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--budget-min", type=float, default=60.0, help="training wall time per seed, minutes")
+    ap.add_argument("--budget-min", type=float, nargs="+", default=[60.0],
+                    help="training wall time per seed, minutes: one for every job or one per job")
     ap.add_argument("--threshold", type=float, help="evaluation return to reach (default: gymnasium's)")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="job override, repeatable")
     ap.add_argument("--out", default=str(ROOT / "results" / "runs"), help="parent of the run directories")
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "learning.json"))
     ap.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"), help="'' to leave the docs alone")
+    ap.add_argument("--note", default="", help="a paragraph under the table: conditions, what fell short")
     args = ap.parse_args()
-    budget_s = args.budget_min * 60
+    if len(args.budget_min) not in (1, len(args.jobs)):
+        sys.exit(f"--budget-min: give one budget or one per job ({len(args.jobs)}), not {len(args.budget_min)}")
+    budgets = args.budget_min * len(args.jobs) if len(args.budget_min) == 1 else args.budget_min
     results = []
-    for name in args.jobs:
+    for name, budget_min in zip(args.jobs, budgets):
         job = Path(name) if Path(name).is_absolute() else ROOT / name
         env_id = load_job(job, args.set).env.id
         threshold = args.threshold if args.threshold is not None else gym.spec(env_id).reward_threshold
         if threshold is None:
             sys.exit(f"{env_id} has no gymnasium reward_threshold; pass --threshold")
-        print(f"{job.name}: {env_id}, threshold {threshold:g}, {args.budget_min:g} min per seed", flush=True)
-        seeds = [train_seed(job, s, Path(args.out) / f"{job.stem}-seed{s}", args.ranks, threshold, budget_s,
-                            args.set) for s in args.seeds]
+        print(f"{job.name}: {env_id}, threshold {threshold:g}, {budget_min:g} min per seed", flush=True)
+        seeds = [train_seed(job, s, Path(args.out) / f"{job.stem}-seed{s}", args.ranks, threshold,
+                            budget_min * 60, args.set) for s in args.seeds]
         results.append({"job": f"jobs/{job.name}", "env_id": env_id, "threshold": threshold,
-                        "budget_min": args.budget_min, "overrides": args.set,
+                        "budget_min": budget_min, "overrides": args.set,
                         "seeds": [asdict(s) for s in seeds], "median": median_row(seeds)})
     print("\n".join(table(results)))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "ranks": args.ranks,
-                               "cpus": os.cpu_count(), "results": results}, indent=2))
+                               "cpus": os.cpu_count(), "note": args.note, "results": results}, indent=2))
     print(f"wrote {out}")
     if args.docs:
-        write_section(Path(args.docs), results, args.ranks)
+        write_section(Path(args.docs), results, args.ranks, args.note)
         print(f"wrote the section '{HEADING[3:]}' of {args.docs}")
 
 
