@@ -23,7 +23,17 @@ from es_mpi.core import seeds
 from es_mpi.core.noise import sample_offsets
 from es_mpi.core.obs_stats import ObsStats, normaliser
 from es_mpi.runs.schema import key, non_negative, positive
-from es_mpi.strategies.base import NoiseSum, Plan, Results, Saved, Strategy, StrategyConfig, episodes, evaluation
+from es_mpi.strategies.base import (
+    OBS_STATS_ARRAYS,
+    NoiseSum,
+    Plan,
+    Results,
+    Saved,
+    Strategy,
+    StrategyConfig,
+    episodes,
+    evaluation,
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,7 @@ class Ars(Strategy):
     Config = Config
     arrays = {
         "theta": ("1", "policy parameters (float32, flat, layer by layer: W then b)"),
-        "obs_stats/sum": ("observation units", "sum of raw observations seen by the statistics"),
-        "obs_stats/sumsq": ("observation units^2", "sum of squared raw observations"),
+        **OBS_STATS_ARRAYS,
     }
     columns = {
         "reward_std": ("f8", "return", "sigma_R: std of the 2b shifted returns the step used"),

@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 NoiseSum = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+# How a strategy that keeps observation statistics (es_mpi.core.obs_stats) names their arrays in checkpoint.h5.
+OBS_STATS_ARRAYS = {
+    "obs_stats/sum": ("observation units", "sum of raw observations seen by the statistics"),
+    "obs_stats/sumsq": ("observation units^2", "sum of squared raw observations"),
+}
+
+
 @dataclass(frozen=True)
 class StrategyConfig:
     """A strategy's job section (`strategy:` in a job file); subclasses add the strategy's own keys."""

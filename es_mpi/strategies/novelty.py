@@ -38,7 +38,17 @@ from es_mpi.core.optimizers import OptimizerState, adam_step, sgd_step
 from es_mpi.core.shaping import centered_ranks
 from es_mpi.envs.behaviour import problem, resolve
 from es_mpi.runs.schema import is_fraction, key, positive
-from es_mpi.strategies.base import NoiseSum, Plan, Results, Saved, Strategy, StrategyConfig, episodes, evaluation
+from es_mpi.strategies.base import (
+    OBS_STATS_ARRAYS,
+    NoiseSum,
+    Plan,
+    Results,
+    Saved,
+    Strategy,
+    StrategyConfig,
+    episodes,
+    evaluation,
+)
 
 AGENT_CHOICE = 2  # key of the stream that picks a generation's agent, beside the offsets' stream
 
@@ -110,8 +120,7 @@ class NsEs(Strategy):
         "archive/behaviour": ("BC units", "novelty archive: behaviour vectors in the order added"),
         "archive/generation": ("1", "generation whose measurement added each archive entry"),
         "archive/agent": ("1", "agent whose measurement each archive entry is"),
-        "obs_stats/sum": ("observation units", "sum of raw observations seen by the statistics"),
-        "obs_stats/sumsq": ("observation units^2", "sum of squared raw observations"),
+        **OBS_STATS_ARRAYS,
     }
     columns = {
         "agent": ("i8", "1", "agent updated this generation (-1: generation 0, which measures every agent)"),

@@ -18,7 +18,17 @@ from es_mpi.core.obs_stats import ObsStats, normaliser
 from es_mpi.core.optimizers import OptimizerState, adam_step, init_state, sgd_step
 from es_mpi.core.shaping import centered_ranks
 from es_mpi.runs.schema import key
-from es_mpi.strategies.base import NoiseSum, Plan, Results, Saved, Strategy, StrategyConfig, episodes, evaluation
+from es_mpi.strategies.base import (
+    OBS_STATS_ARRAYS,
+    NoiseSum,
+    Plan,
+    Results,
+    Saved,
+    Strategy,
+    StrategyConfig,
+    episodes,
+    evaluation,
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +51,7 @@ class OpenAiEs(Strategy):
         "theta": ("1", "policy parameters (float32, flat, layer by layer: W then b)"),
         "optimizer/m": ("1", "Adam first moment, or SGD velocity"),
         "optimizer/v": ("1", "Adam second moment (unused by SGD)"),
-        "obs_stats/sum": ("observation units", "sum of raw observations seen by the statistics"),
-        "obs_stats/sumsq": ("observation units^2", "sum of squared raw observations"),
+        **OBS_STATS_ARRAYS,
     }
     columns = {
         "episode_cap": ("i8", "steps", "step limit of this generation's training episodes"),
