@@ -17,7 +17,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Installed only when running as root with apt-get.
 DEBS    ?= libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri shellcheck
 
-.PHONY: setup system-deps run test lint bench clean
+.PHONY: setup system-deps run test lint bench bench-learning clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench: setup
 	$(VENV)/bin/python bench/batched.py
 	$(VENV)/bin/python bench/atari.py
 	$(VENV)/bin/python bench/scaling.py
+
+# Learning benchmarks: hours of training (run them on an idle machine; interrupted ones resume).
+bench-learning: setup
+	$(VENV)/bin/python bench/learning.py
+	$(VENV)/bin/python bench/novelty_maze.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -35,7 +35,9 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
+from es_mpi.reports.summary import evaluation_axes
 from es_mpi.runs.job import load_job
+from es_mpi.runs.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Learning: time to gymnasium's reward threshold"
@@ -61,10 +63,12 @@ def read_seed(run_dir: Path, seed: int, threshold: float, budget_s: float) -> Se
     metrics = run_dir / "metrics.h5"
     if not metrics.exists():
         return None
-    with h5py.File(metrics, "r", swmr=True) as f:
-        evals, steps, wall = f["eval_return"][...], f["timesteps"][...], f["wall_s"][...]
+    m = read_metrics(run_dir)
+    evals, steps, wall = m["eval_return"], m["timesteps"], m["wall_s"]
     if not len(wall):
         return None
+    # an evaluation scores the parameters before its generation: the steps and time they had spent
+    axes = evaluation_axes(m)
     within = wall <= budget_s
     evaluated = np.flatnonzero(np.isfinite(evals) & within)
     if not evaluated.size:
@@ -72,8 +76,8 @@ def read_seed(run_dir: Path, seed: int, threshold: float, budget_s: float) -> Se
     hits = evaluated[evals[evaluated] >= threshold]
     best = evaluated[np.argmax(evals[evaluated])]
     at = hits[0] if hits.size else best
-    return Seed(seed, bool(hits.size), int(steps[at]), float(wall[at]), float(evals[best]), len(wall),
-                int(steps[-1]), float(wall[-1]))
+    return Seed(seed, bool(hits.size), int(axes["eval_timesteps"][at]), float(axes["eval_wall_s"][at]),
+                float(evals[best]), len(wall), int(steps[-1]), float(wall[-1]))
 
 
 def finished(run_dir: Path, generations: int, timesteps: int | None) -> bool:
@@ -168,9 +172,9 @@ def table(results: list[dict]) -> list[str]:
 def write_section(doc: Path, results: list[dict], ranks: int, note: str) -> None:
     """Replace (or append) this benchmark's section of docs/benchmarks.md; the rest stays as it is."""
     intro = (f"`bench/learning.py` on {time.strftime('%Y-%m-%d')}: {ranks} ranks on a {os.cpu_count()}-core "
-             f"{platform.machine()} machine, one seed at a time. Timesteps are training env steps and wall "
-             "time is training time (metrics.h5 `wall_s`) at the first evaluation whose mean return reaches "
-             "the threshold. Best evaluation: the highest within the budget (after the threshold too: a "
+             f"{platform.machine()} machine, one seed at a time. Timesteps and wall time are the training env "
+             "steps and training time the evaluated parameters had spent (metrics.h5 `eval_timesteps`, "
+             "`eval_wall_s`) at the first evaluation whose mean return reaches the threshold. Best evaluation: the highest within the budget (after the threshold too: a "
              "run stops at the end of the generation after the one that reached it). A seed that missed "
              "counts as slower than any that reached in the median.")
     lines = [HEADING, "", textwrap.fill(intro, 110), "", *table(results), ""]
