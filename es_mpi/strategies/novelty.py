@@ -32,9 +32,8 @@ import numpy as np
 
 from es_mpi.core import caps, seeds
 from es_mpi.core.archive import novelty
-from es_mpi.core.noise import sample_offsets
 from es_mpi.core.obs_stats import ObsStats, normaliser
-from es_mpi.core.optimizers import OptimizerState, adam_step, sgd_step
+from es_mpi.core.optimizers import OptimizerState
 from es_mpi.core.shaping import centered_ranks
 from es_mpi.envs.behaviour import problem, resolve
 from es_mpi.runs.schema import is_fraction, key, positive
@@ -49,6 +48,7 @@ from es_mpi.strategies.base import (
     episodes,
     evaluation,
 )
+from es_mpi.strategies.openai_es import antithetic_pairs, es_step
 
 AGENT_CHOICE = 2  # key of the stream that picks a generation's agent, beside the offsets' stream
 
@@ -174,16 +174,7 @@ class NsEs(Strategy):
                            env_seed=[seeds.derive_seed(seed, g, 2 * n + i, seeds.ENV) for i in range(count)])
         plans = [evaluation(job, g, self.env_limit), measure]
         if state.generation > 0:
-            agent = self.choose(state, g)
-            offsets = sample_offsets(seeds.stream(seed, g, seeds.OFFSETS), n, job.es.noise_table_size,
-                                     self.num_params)
-            drawn = seeds.stream(seed, g, seeds.OBS_STATS).random(n)
-            take = job.policy.obs_norm & (drawn < job.policy.obs_stat_fraction)
-            pair = np.repeat(np.arange(n), 2)
-            sigma = np.float32(job.es.sigma)
-            env_seeds = np.array([seeds.derive_seed(seed, g, j, seeds.ENV) for j in range(n)], np.int64)
-            plans.append(episodes(2 * n, base=1 + agent, offset=offsets[pair], scale=np.tile([sigma, -sigma], n),
-                                  env_seed=env_seeds[pair], cap=state.episode_cap, noise_key=pair, stats=take[pair]))
+            plans.append(antithetic_pairs(job, g, self.num_params, state.episode_cap, 1 + self.choose(state, g)))
         return Plan.join(*plans)
 
     def update(self, state: NoveltyState, plan: Plan, results: Results,
@@ -242,16 +233,8 @@ class NsEs(Strategy):
     def step(self, state: NoveltyState, agent: int, offsets: np.ndarray, shaped: np.ndarray,
              noise_sum: NoiseSum) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """OpenAI-ES's step of one agent: the noise sum of the shaped pair differences, weight decay, Adam."""
-        job, o = self.job, self.job.optimizer
-        grad = noise_sum(offsets, shaped[:, 0] - shaped[:, 1])
-        grad /= np.float32(shaped.size)
-        theta = state.thetas[agent]
-        loss_grad = -grad + np.float32(job.es.l2) * theta
         opt = OptimizerState(int(state.steps[agent]), state.moments[0, agent], state.moments[1, agent])
-        if o.kind == "adam":
-            theta, opt = adam_step(theta, loss_grad, opt, o.lr, o.beta1, o.beta2, o.epsilon)
-        else:
-            theta, opt = sgd_step(theta, loss_grad, opt, o.lr, o.momentum)
+        theta, opt, _ = es_step(self.job, state.thetas[agent], opt, offsets, shaped, noise_sum)
         thetas, moments, steps = state.thetas.copy(), state.moments.copy(), state.steps.copy()
         thetas[agent], moments[0, agent], moments[1, agent], steps[agent] = theta, opt.m, opt.v, opt.step
         return thetas, moments, steps

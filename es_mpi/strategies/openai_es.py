@@ -8,7 +8,7 @@ holds only `kind`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from es_mpi.strategies.base import (
     episodes,
     evaluation,
 )
+
+if TYPE_CHECKING:
+    from es_mpi.runs.job import Job
 
 
 @dataclass(frozen=True)
@@ -68,16 +71,8 @@ class OpenAiEs(Strategy):
         """Evaluation episodes first (long, so started first), then both members of every pair: episode
         2j + side plays theta + sigma eps_j (side 0) or theta - sigma eps_j (side 1). A pair shares its env
         seed and action-noise stream (common random numbers)."""
-        job, g = self.job, generation
-        n, seed = job.es.pairs, job.run.seed
-        offsets = sample_offsets(seeds.stream(seed, g, seeds.OFFSETS), n, job.es.noise_table_size, self.num_params)
-        take = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
-        pair = np.repeat(np.arange(n), 2)
-        sigma = np.float32(job.es.sigma)
-        env_seeds = np.array([seeds.derive_seed(seed, g, j, seeds.ENV) for j in range(n)], np.int64)
-        train = episodes(2 * n, offset=offsets[pair], scale=np.tile([sigma, -sigma], n), env_seed=env_seeds[pair],
-                         cap=state.episode_cap, noise_key=pair, stats=take[pair])
-        return Plan.join(evaluation(job, g, self.env_limit), train)
+        pairs = antithetic_pairs(self.job, generation, self.num_params, state.episode_cap)
+        return Plan.join(evaluation(self.job, generation, self.env_limit), pairs)
 
     def bases(self, state: EsState) -> list[np.ndarray]:
         return [state.theta]
@@ -89,16 +84,8 @@ class OpenAiEs(Strategy):
         """Minimise -F + l2/2 |theta|^2: the ES ascent direction sum_j (u+_j - u-_j) eps_j / (2n) is negated
         and weight decay added. As in the reference code the 1/sigma factor is left out (Adam absorbs it)."""
         job = self.job
-        returns = results.returns[plan.train].reshape(-1, 2)
-        shaped = centered_ranks(returns)
-        grad = noise_sum(plan.offset[plan.train][::2], shaped[:, 0] - shaped[:, 1])
-        grad /= np.float32(shaped.size)
-        loss_grad = -grad + np.float32(job.es.l2) * state.theta
-        o = job.optimizer
-        if o.kind == "adam":
-            theta, opt = adam_step(state.theta, loss_grad, state.opt, o.lr, o.beta1, o.beta2, o.epsilon)
-        else:
-            theta, opt = sgd_step(state.theta, loss_grad, state.opt, o.lr, o.momentum)
+        shaped = centered_ranks(results.returns[plan.train].reshape(-1, 2))
+        theta, opt, grad = es_step(job, state.theta, state.opt, plan.offset[plan.train][::2], shaped, noise_sum)
         obs = state.obs
         for delta in results.stats:
             obs = obs.add(delta)
@@ -120,3 +107,33 @@ class OpenAiEs(Strategy):
         return EsState(a["theta"], OptimizerState(int(s["optimizer/step"]), a["optimizer/m"], a["optimizer/v"]),
                        ObsStats(float(s["obs_stats/count"]), a["obs_stats/sum"], a["obs_stats/sumsq"]),
                        int(s["episode_cap"]))
+
+
+def antithetic_pairs(job: Job, generation: int, num_params: int, cap: int, base: int = 0) -> Plan:
+    """The `es.pairs` pairs of a generation around parameter vector `base`: episode 2j + side plays
+    base + sigma eps_j (side 0) or base - sigma eps_j (side 1). A pair shares its env seed and action-noise
+    stream (common random numbers); a pair feeds the observation statistics with probability
+    policy.obs_stat_fraction."""
+    n, seed, g = job.es.pairs, job.run.seed, generation
+    offsets = sample_offsets(seeds.stream(seed, g, seeds.OFFSETS), n, job.es.noise_table_size, num_params)
+    take = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
+    pair = np.repeat(np.arange(n), 2)
+    sigma = np.float32(job.es.sigma)
+    env_seeds = np.array([seeds.derive_seed(seed, g, j, seeds.ENV) for j in range(n)], np.int64)
+    return episodes(2 * n, base=base, offset=offsets[pair], scale=np.tile([sigma, -sigma], n),
+                    env_seed=env_seeds[pair], cap=cap, noise_key=pair, stats=take[pair])
+
+
+def es_step(job: Job, theta: np.ndarray, opt: OptimizerState, offsets: np.ndarray, shaped: np.ndarray,
+            noise_sum: NoiseSum) -> tuple[np.ndarray, OptimizerState, np.ndarray]:
+    """One OpenAI-ES step from the pairs' shaped fitness (pairs x 2): minimise -F + l2/2 |theta|^2 with the
+    job's optimiser. Returns the new theta, optimiser state and the ascent direction."""
+    grad = noise_sum(offsets, shaped[:, 0] - shaped[:, 1])
+    grad /= np.float32(shaped.size)
+    loss_grad = -grad + np.float32(job.es.l2) * theta
+    o = job.optimizer
+    if o.kind == "adam":
+        theta, opt = adam_step(theta, loss_grad, opt, o.lr, o.beta1, o.beta2, o.epsilon)
+    else:
+        theta, opt = sgd_step(theta, loss_grad, opt, o.lr, o.momentum)
+    return theta, opt, grad
