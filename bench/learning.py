@@ -174,8 +174,9 @@ def write_section(doc: Path, results: list[dict], ranks: int, note: str) -> None
     intro = (f"`bench/learning.py` on {time.strftime('%Y-%m-%d')}: {ranks} ranks on a {os.cpu_count()}-core "
              f"{platform.machine()} machine, one seed at a time. Timesteps and wall time are the training env "
              "steps and training time the evaluated parameters had spent (metrics.h5 `eval_timesteps`, "
-             "`eval_wall_s`) at the first evaluation whose mean return reaches the threshold. Best evaluation: the highest within the budget (after the threshold too: a "
-             "run stops at the end of the generation after the one that reached it). A seed that missed "
+             "`eval_wall_s`) at the first evaluation whose mean return reaches the threshold. Best "
+             "evaluation: the highest within the budget (after the threshold too: a run stops at the end "
+             "of the generation after the one that reached it). A seed that missed "
              "counts as slower than any that reached in the median.")
     lines = [HEADING, "", textwrap.fill(intro, 110), "", *table(results), ""]
     if note:
