@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from es_mpi.engine.context import Context, build_context  # noqa: E402
-from es_mpi.engine.loop import train  # noqa: E402
+from es_mpi.engine.loop import Rows, train  # noqa: E402
 from es_mpi.engine.signals import StopFlag  # noqa: E402
 from es_mpi.envs.make import make_env  # noqa: E402
 from es_mpi.parallel.comm import LocalComm  # noqa: E402
@@ -85,9 +85,10 @@ def micro(env, policy, theta: np.ndarray, repeats: int, block: int) -> dict:
 def training_rate(ctx: Context, ref: np.ndarray) -> dict:
     """Env steps per second (training and evaluation episodes) over whole generations, one process."""
     state = replace(initial_state(ctx.strategy), ref_batch=ref)
-    rows = []
+    writer = Rows()
+    rows = writer.rows
     t0 = time.perf_counter()
-    train(ctx, state, lambda s, row, c: rows.append(row), StopFlag())
+    train(ctx, state, writer, StopFlag())
     wall = time.perf_counter() - t0
     steps = sum(r["steps_per_s"] * r["generation_s"] for r in rows)
     return {"generations": len(rows), "steps": round(steps), "wall_s": wall, "steps_per_s": steps / wall,

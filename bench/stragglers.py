@@ -45,7 +45,7 @@ EARLY = 8  # generations from scratch reported on their own
 def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> None:
     """Under mpiexec: train with the given assignment; rank 0 prints one JSON line."""
     from es_mpi.engine.context import build_context
-    from es_mpi.engine.loop import train
+    from es_mpi.engine.loop import Rows, train
     from es_mpi.engine.signals import StopFlag
     from es_mpi.envs.make import make_env
     from es_mpi.parallel.comm import get_comm
@@ -61,9 +61,9 @@ def worker(mode: str, slots: int, generations: int, pairs: int, cap: str) -> Non
     policy = make_policy(job.policy, env)
     ctx = build_context(job, comm, env, limit, policy, dynamic=(mode != "static"), slots=slots,
                         hand_over=(mode != "dynamic-no-handover"))
-    rows = []
-    _, state = train(ctx, initial_state(ctx.strategy), (lambda s, row, c: rows.append(row)) if comm.rank == 0
-                     else None, StopFlag())
+    writer = Rows()
+    rows = writer.rows
+    _, state = train(ctx, initial_state(ctx.strategy), writer if comm.rank == 0 else None, StopFlag())
     if comm.rank == 0:
         theta = ctx.strategy.bases(state.strategy)[0]  # the trained parameters
         times = np.array([r["rank_times"] for r in rows])  # generation x rank x (rollout, wait, comm, update)

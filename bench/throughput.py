@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from es_mpi.core.obs_stats import normalise  # noqa: E402
 from es_mpi.engine.context import Context, build_context  # noqa: E402
-from es_mpi.engine.loop import train  # noqa: E402
+from es_mpi.engine.loop import Rows, train  # noqa: E402
 from es_mpi.engine.signals import StopFlag  # noqa: E402
 from es_mpi.envs.make import make_env  # noqa: E402
 from es_mpi.parallel.comm import LocalComm  # noqa: E402
@@ -48,11 +48,12 @@ DEFAULT_ENVS = ["HalfCheetah-v5", "Humanoid-v5", "Hopper-v5"]
 
 def training_rate(ctx: Context, generations: int) -> tuple[float, list[dict]]:
     """Steps/s (training and evaluation episodes) over whole generations of `train`, start-up excluded."""
-    rows = []
+    writer = Rows()
+    rows = writer.rows
     state = initial_state(ctx.strategy)
     budget = replace(ctx.job, run=replace(ctx.job.run, generations=generations, checkpoint_every=10**9))
     t0 = time.perf_counter()
-    _, state = train(replace(ctx, job=budget), state, lambda s, row, c: rows.append(row), StopFlag())
+    _, state = train(replace(ctx, job=budget), state, writer, StopFlag())
     wall = time.perf_counter() - t0
     steps = sum(r["steps_per_s"] * r["generation_s"] for r in rows)
     return steps / wall, rows
