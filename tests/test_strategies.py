@@ -123,3 +123,14 @@ def test_unknown_strategy_kind_names_the_key_and_the_choices():
         job_from_dict({**tiny_job(), "strategy": {"step": 0.1}}, "t")  # openai_es has no step
     with pytest.raises(ConfigError, match=r"strategy\.step must be > 0"):
         job_from_dict({**tiny_job(), "strategy": {"kind": "random_search", "step": -1}}, "t")
+
+
+def test_the_engines_row_split_gives_the_rows_of_one_call():
+    from es_mpi.engine.context import NodeRows
+    from es_mpi.parallel.comm import LocalComm
+
+    split = NodeRows(LocalComm())
+    square = np.arange(12.0).reshape(6, 2)
+    assert np.array_equal(split(lambda lo, hi: square[lo:hi] ** 2, 6, 2), square**2)
+    assert np.array_equal(split(lambda lo, hi: square[lo:hi, :1], 6, 1), square[:, :1])  # the buffer is reused
+    assert split.buffer.size == 12

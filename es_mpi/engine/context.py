@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -54,6 +54,26 @@ class Context:
         return self.sum_buffer.copy()
 
 
+@dataclass
+class NodeRows:
+    """The engine's RowSplit: each of the node's ranks computes a slice of the rows into node-shared memory,
+    grown (collectively: every rank asks for the same size) when a call needs more; rows do not depend on the
+    split, so the result is the same bits on any number of ranks."""
+
+    comm: LocalComm
+    buffer: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __call__(self, rows: Callable[[int, int], np.ndarray], n: int, width: int) -> np.ndarray:
+        if self.buffer.size < n * width:
+            self.buffer = self.comm.node_array(max(n * width, 2 * self.buffer.size), np.float64)
+        lo, hi = self.comm.node_slice(n)
+        out = self.buffer[: n * width].reshape(n, width)
+        self.comm.node_barrier()  # a slower rank may still be copying the previous result
+        out[lo:hi] = np.asarray(rows(lo, hi), np.float64).reshape(hi - lo, width)
+        self.comm.node_barrier()
+        return out.copy()
+
+
 def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: Policy, dynamic: bool = True,
                   slots: int | None = None, hand_over: bool = True) -> Context:
     """Allocate the node-shared noise table (filled once per node) and sum buffer, and pick the episode
@@ -63,7 +83,7 @@ def build_context(job: Job, comm: LocalComm, env, env_limit: int, policy: Policy
     generation's end (whatever each rank's slots: the decision follows the job alone, so that all of them
     take part); `hand_over=False` turns that off (for benchmarks)."""
     noise = comm.node_array(job.es.noise_table_size, np.float32, lambda a: fill_noise(a, job.es.noise_seed))
-    strategy = STRATEGIES[job.strategy.kind](job, policy, env_limit, noise)
+    strategy = STRATEGIES[job.strategy.kind](job, policy, env_limit, noise, NodeRows(comm))
     bc_function = characterisation(job, env, strategy.behaviour_width)
     sum_buffer = comm.node_array(policy.num_params, np.float32)
     slots = default_slots() if slots is None else slots

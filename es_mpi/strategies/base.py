@@ -27,6 +27,14 @@ if TYPE_CHECKING:
 # (offsets, weights) -> sum_j weights[j] * noise[offsets[j] : offsets[j] + dim] as float32, computed by the
 # engine with the work split over a node's ranks.
 NoiseSum = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (rows, n, width) -> the (n, width) float64 array whose rows [lo, hi) are rows(lo, hi): work whose rows do not
+# depend on each other (novelty queries), which the engine splits over a node's ranks.
+RowSplit = Callable[[Callable[[int, int], np.ndarray], int, int], np.ndarray]
+
+
+def all_rows(rows: Callable[[int, int], np.ndarray], n: int, width: int) -> np.ndarray:
+    """A RowSplit in one call: what a strategy uses without the engine (tests, evaluation)."""
+    return np.asarray(rows(0, n), np.float64).reshape(n, width)
 
 
 # How a strategy that keeps observation statistics (es_mpi.core.obs_stats) names their arrays in checkpoint.h5.
@@ -125,10 +133,12 @@ class Strategy(ABC):
     # floats per episode beside return and length (a behaviour descriptor); 0: none
     behaviour_width: ClassVar[int] = 0
 
-    def __init__(self, job: Job, policy: Policy, env_limit: int, noise: np.ndarray | None = None) -> None:
+    def __init__(self, job: Job, policy: Policy, env_limit: int, noise: np.ndarray | None = None,
+                 split: RowSplit = all_rows) -> None:
         # noise: the shared noise table, read-only, for strategies that rebuild vectors from offsets
         # themselves (the GA's seed lists); None where no table is built (start-up on rank 0, eval).
-        self.job, self.policy, self.env_limit, self.noise = job, policy, env_limit, noise
+        # split: the engine's RowSplit over a node's ranks.
+        self.job, self.policy, self.env_limit, self.noise, self.split = job, policy, env_limit, noise, split
         self.num_params = policy.num_params
 
     def init_theta(self) -> np.ndarray:

@@ -29,7 +29,18 @@ import numpy as np
 from es_mpi.core import caps, seeds
 from es_mpi.core.noise import sample_offsets
 from es_mpi.runs.schema import key, positive
-from es_mpi.strategies.base import NoiseSum, Plan, Results, Saved, Strategy, StrategyConfig, episodes, evaluation
+from es_mpi.strategies.base import (
+    NoiseSum,
+    Plan,
+    Results,
+    RowSplit,
+    Saved,
+    Strategy,
+    StrategyConfig,
+    all_rows,
+    episodes,
+    evaluation,
+)
 
 if TYPE_CHECKING:
     from es_mpi.policies.make import Policy
@@ -116,8 +127,9 @@ class Ga(Strategy):
         "episode_cap": ("i8", "steps", "step limit of this generation's training episodes"),
     }
 
-    def __init__(self, job: Job, policy: Policy, env_limit: int, noise: np.ndarray | None = None) -> None:
-        super().__init__(job, policy, env_limit, noise)
+    def __init__(self, job: Job, policy: Policy, env_limit: int, noise: np.ndarray | None = None,
+                 split: RowSplit = all_rows) -> None:
+        super().__init__(job, policy, env_limit, noise, split)
         cfg = job.strategy
         # a generation asks for every parent and candidate; their own parents are the previous generation's
         self._cache: OrderedDict[SeedList, np.ndarray] = OrderedDict()

@@ -45,6 +45,7 @@ from es_mpi.strategies.base import (
     Saved,
     Strategy,
     StrategyConfig,
+    all_rows,
     episodes,
     evaluation,
 )
@@ -132,8 +133,8 @@ class NsEs(Strategy):
         "episode_cap": ("i8", "steps", "step limit of this generation's perturbed episodes"),
     }
 
-    def __init__(self, job, policy, env_limit, noise=None) -> None:
-        super().__init__(job, policy, env_limit, noise)
+    def __init__(self, job, policy, env_limit, noise=None, split=all_rows) -> None:
+        super().__init__(job, policy, env_limit, noise, split)
         self.behaviour_width = resolve(job.strategy.behaviour)[1]
 
     def init(self) -> NoveltyState:
@@ -204,7 +205,8 @@ class NsEs(Strategy):
             return new, metrics
         agent = int(plan.base[perturbed][0]) - 1
         start = time.perf_counter()
-        nov = novelty(results.behaviour[perturbed], archive, cfg.k)
+        queries = results.behaviour[perturbed]
+        nov = self.split(lambda lo, hi: novelty(queries[lo:hi], archive, cfg.k), len(queries), 1)[:, 0]
         novelty_s += time.perf_counter() - start
         w = self.reward_weight(weight)
         shaped = (np.float32(w) * centered_ranks(results.returns[perturbed].reshape(-1, 2))
