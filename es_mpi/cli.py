@@ -8,6 +8,7 @@ from es_mpi.parallel.threads import pin_blas_threads
 pin_blas_threads()  # before numpy: every command below imports it
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 
 
@@ -39,8 +40,36 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Output:
+    """stdout that, once its reader has gone (`es-mpi train ... | head`), sends the rest to /dev/null instead of
+    raising BrokenPipeError: a run keeps training and checkpointing, and no command ends in a traceback."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def _quiet(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._quiet()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._quiet()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    sys.stdout = _Output(sys.stdout)
     if args.command == "train":
         from es_mpi.commands.train import dry_run, train_command
 

@@ -1,5 +1,9 @@
 """Bad input: exit status 2, one line naming the problem, no traceback, nothing destroyed."""
 
+import subprocess
+import sys
+
+import h5py
 import pytest
 import yaml
 from helpers import ROOT, run_cli, tiny_job, write_job
@@ -87,3 +91,15 @@ def test_dry_run_prints_the_resolved_job_and_trains_nothing(tmp_path):
     assert yaml.safe_load(run_cli(["train", again, "--dry-run"]).stdout) == printed  # a job file itself
     bad = run_cli(["train", "jobs/default.yaml", "--set", "env.id=Nope-v9", "--dry-run"])
     assert bad.returncode == 2 and "Nope-v9" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_reader_that_goes_away_stops_no_command_and_no_run(tmp_path):
+    """`es-mpi ... | head -1`: the rest of the output goes nowhere, the run trains on to its checkpoint."""
+    path = write_job(tmp_path / "job.yaml", tiny_job(run={"generations": 3}))
+    es_mpi = f"{sys.executable} -m es_mpi"
+    for command in (f"{es_mpi} keys", f"{es_mpi} train {path} --run-dir {tmp_path / 'run'}"):
+        proc = subprocess.run(f"set -o pipefail; {command} | head -1", shell=True, executable="/bin/bash",
+                              capture_output=True, text=True, timeout=180, cwd=ROOT)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stdout.splitlines()) == 1
+    assert h5py.File(tmp_path / "run" / "checkpoint.h5", "r").attrs["generation"] == 3
