@@ -38,6 +38,13 @@ class ObsStats:
     def add(self, delta: ObsStats) -> ObsStats:
         return ObsStats(self.count + delta.count, self.total + delta.total, self.total_sq + delta.total_sq)
 
+    def add_all(self, deltas: list[ObsStats]) -> ObsStats:
+        """These statistics plus each of `deltas`, added in their order (the order fixes the bits)."""
+        stats = self
+        for delta in deltas:
+            stats = stats.add(delta)
+        return stats
+
     def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         """float32 mean and std, the std floored so that constant features do not explode."""
         mean = self.total / self.count

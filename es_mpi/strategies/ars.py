@@ -19,20 +19,23 @@ from typing import Literal
 
 import numpy as np
 
-from es_mpi.core import seeds
-from es_mpi.core.noise import sample_offsets
 from es_mpi.core.obs_stats import ObsStats, normaliser
 from es_mpi.runs.schema import key, non_negative, positive
 from es_mpi.strategies.base import (
     OBS_STATS_ARRAYS,
+    THETA_ARRAY,
+    THETA_NORM_COLUMN,
     NoiseSum,
     Plan,
     Results,
     Saved,
     Strategy,
     StrategyConfig,
-    episodes,
+    antithetic_pairs,
     evaluation,
+    l2_norm,
+    load_obs_stats,
+    save_obs_stats,
 )
 
 
@@ -60,13 +63,10 @@ class ArsState:
 class Ars(Strategy):
     kind = "ars"
     Config = Config
-    arrays = {
-        "theta": ("1", "policy parameters (float32, flat, layer by layer: W then b)"),
-        **OBS_STATS_ARRAYS,
-    }
+    arrays = {**THETA_ARRAY, **OBS_STATS_ARRAYS}
     columns = {
         "reward_std": ("f8", "return", "sigma_R: std of the 2b shifted returns the step used"),
-        "theta_norm": ("f8", "1", "L2 norm of the parameters after the update"),
+        **THETA_NORM_COLUMN,
         "step_norm": ("f8", "1", "L2 norm of the update"),
     }
 
@@ -78,16 +78,9 @@ class Ars(Strategy):
     def plan(self, state: ArsState, generation: int) -> Plan:
         """Evaluation episodes first, then both sides of every direction: episode 2k + side plays
         M + nu delta_k (side 0) or M - nu delta_k (side 1), the pair sharing its env seed."""
-        cfg, job, g = self.job.strategy, self.job, generation
-        n, seed = cfg.directions, job.run.seed
-        offsets = sample_offsets(seeds.stream(seed, g, seeds.OFFSETS), n, job.es.noise_table_size, self.num_params)
-        take = job.policy.obs_norm & (seeds.stream(seed, g, seeds.OBS_STATS).random(n) < job.policy.obs_stat_fraction)
-        pair = np.repeat(np.arange(n), 2)
-        nu = np.float32(cfg.nu)
-        env_seeds = np.array([seeds.derive_seed(seed, g, k, seeds.ENV) for k in range(n)], np.int64)
-        train = episodes(2 * n, offset=offsets[pair], scale=np.tile([nu, -nu], n), env_seed=env_seeds[pair],
-                         cap=self.env_limit, noise_key=pair, stats=take[pair])
-        return Plan.join(evaluation(job, g, self.env_limit), train)
+        cfg = self.job.strategy
+        train = antithetic_pairs(self.job, generation, self.num_params, cfg.directions, cfg.nu, self.env_limit)
+        return Plan.join(evaluation(self.job, generation, self.env_limit), train)
 
     def bases(self, state: ArsState) -> list[np.ndarray]:
         return [state.theta]
@@ -113,17 +106,12 @@ class Ars(Strategy):
         else:  # every kept return equal: no direction is better, and the paper's step divides by zero
             step = np.zeros_like(state.theta)
         theta = state.theta + step
-        obs = state.obs
-        for delta in results.stats:
-            obs = obs.add(delta)
-        metrics = {"reward_std": sigma_r, "theta_norm": float(np.linalg.norm(theta.astype(np.float64))),
-                   "step_norm": float(np.linalg.norm(step.astype(np.float64)))}
-        return ArsState(theta, obs), metrics
+        metrics = {"reward_std": sigma_r, "theta_norm": l2_norm(theta), "step_norm": l2_norm(step)}
+        return ArsState(theta, state.obs.add_all(results.stats)), metrics
 
     def save(self, state: ArsState) -> Saved:
-        arrays = {"theta": state.theta, "obs_stats/sum": state.obs.total, "obs_stats/sumsq": state.obs.total_sq}
-        return Saved(arrays, {"obs_stats/count": state.obs.count})
+        obs = save_obs_stats(state.obs)
+        return Saved({"theta": state.theta, **obs.arrays}, obs.scalars)
 
     def load(self, saved: Saved) -> ArsState:
-        a, s = saved.arrays, saved.scalars
-        return ArsState(a["theta"], ObsStats(float(s["obs_stats/count"]), a["obs_stats/sum"], a["obs_stats/sumsq"]))
+        return ArsState(saved.arrays["theta"], load_obs_stats(saved))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from es_mpi.core import seeds
+from es_mpi.core.noise import sample_offsets
 from es_mpi.core.obs_stats import ObsStats
 
 if TYPE_CHECKING:
@@ -37,11 +38,30 @@ def all_rows(rows: Callable[[int, int], np.ndarray], n: int, width: int) -> np.n
     return np.asarray(rows(0, n), np.float64).reshape(n, width)
 
 
+# Checkpoint arrays and metrics columns that several strategies share, described once.
+THETA_ARRAY = {"theta": ("1", "policy parameters (float32, flat, layer by layer: W then b)")}
+THETA_NORM_COLUMN = {"theta_norm": ("f8", "1", "L2 norm of the parameters after the update")}
+EPISODE_CAP_COLUMN = {"episode_cap": ("i8", "steps", "step limit of this generation's training episodes")}
 # How a strategy that keeps observation statistics (es_mpi.core.obs_stats) names their arrays in checkpoint.h5.
 OBS_STATS_ARRAYS = {
     "obs_stats/sum": ("observation units", "sum of raw observations seen by the statistics"),
     "obs_stats/sumsq": ("observation units^2", "sum of squared raw observations"),
 }
+
+
+def save_obs_stats(obs: ObsStats) -> Saved:
+    """Observation statistics under the names of OBS_STATS_ARRAYS (and their count as a scalar)."""
+    return Saved({"obs_stats/sum": obs.total, "obs_stats/sumsq": obs.total_sq}, {"obs_stats/count": obs.count})
+
+
+def load_obs_stats(saved: Saved) -> ObsStats:
+    a = saved.arrays
+    return ObsStats(float(saved.scalars["obs_stats/count"]), a["obs_stats/sum"], a["obs_stats/sumsq"])
+
+
+def l2_norm(x: np.ndarray) -> float:
+    """|x| in float64, for metrics columns."""
+    return float(np.linalg.norm(x.astype(np.float64)))
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,23 @@ def evaluation(job: Job, generation: int, cap: int) -> Plan:
     count = job.run.eval_episodes if every > 0 and generation % every == 0 else 0
     env_seeds = [seeds.derive_seed(job.run.seed, generation, e, seeds.EVAL) for e in range(count)]
     return episodes(count, env_seed=env_seeds, cap=cap, train=False)
+
+
+def antithetic_pairs(job: Job, generation: int, num_params: int, pairs: int, scale: float, cap: int, base: int = 0,
+                     noisy: bool = True, statistics: bool = True) -> Plan:
+    """`pairs` antithetic pairs of a generation around parameter vector `base`: episode 2j + side plays
+    base + scale eps_j (side 0) or base - scale eps_j (side 1), both from the same env seed and, when `noisy`,
+    the same action-noise stream (common random numbers); with `statistics`, a pair feeds the observation
+    statistics with probability policy.obs_stat_fraction (when policy.obs_norm is on)."""
+    seed, g = job.run.seed, generation
+    offsets = sample_offsets(seeds.stream(seed, g, seeds.OFFSETS), pairs, job.es.noise_table_size, num_params)
+    take = statistics & job.policy.obs_norm & (
+        seeds.stream(seed, g, seeds.OBS_STATS).random(pairs) < job.policy.obs_stat_fraction)
+    pair = np.repeat(np.arange(pairs), 2)
+    scale = np.float32(scale)
+    env_seeds = np.array([seeds.derive_seed(seed, g, j, seeds.ENV) for j in range(pairs)], np.int64)
+    return episodes(2 * pairs, base=base, offset=offsets[pair], scale=np.tile([scale, -scale], pairs),
+                    env_seed=env_seeds[pair], cap=cap, noise_key=pair if noisy else -1, stats=take[pair])
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from es_mpi.core import caps, seeds
 from es_mpi.core.noise import sample_offsets
 from es_mpi.runs.schema import key, positive
 from es_mpi.strategies.base import (
+    EPISODE_CAP_COLUMN,
     NoiseSum,
     Plan,
     Results,
@@ -124,7 +125,7 @@ class Ga(Strategy):
         "population_return": ("f8", "return", "mean offspring return of this generation"),
         "elite_return": ("f8", "return", "mean re-evaluation return of the elite chosen this generation"),
         "elite_mutations": ("i8", "1", "mutations in the elite's seed list (its length - 1)"),
-        "episode_cap": ("i8", "steps", "step limit of this generation's training episodes"),
+        **EPISODE_CAP_COLUMN,
     }
 
     def __init__(self, job: Job, policy: Policy, env_limit: int, noise: np.ndarray | None = None,

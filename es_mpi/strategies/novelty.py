@@ -46,10 +46,13 @@ from es_mpi.strategies.base import (
     Strategy,
     StrategyConfig,
     all_rows,
+    antithetic_pairs,
     episodes,
     evaluation,
+    load_obs_stats,
+    save_obs_stats,
 )
-from es_mpi.strategies.openai_es import antithetic_pairs, es_step
+from es_mpi.strategies.openai_es import es_step
 
 AGENT_CHOICE = 2  # key of the stream that picks a generation's agent, beside the offsets' stream
 
@@ -175,7 +178,8 @@ class NsEs(Strategy):
                            env_seed=[seeds.derive_seed(seed, g, 2 * n + i, seeds.ENV) for i in range(count)])
         plans = [evaluation(job, g, self.env_limit), measure]
         if state.generation > 0:
-            plans.append(antithetic_pairs(job, g, self.num_params, state.episode_cap, 1 + self.choose(state, g)))
+            plans.append(antithetic_pairs(job, g, self.num_params, job.es.pairs, job.es.sigma, state.episode_cap,
+                                          1 + self.choose(state, g)))
         return Plan.join(*plans)
 
     def update(self, state: NoveltyState, plan: Plan, results: Results,
@@ -212,9 +216,7 @@ class NsEs(Strategy):
         shaped = (np.float32(w) * centered_ranks(results.returns[perturbed].reshape(-1, 2))
                   + np.float32(1 - w) * centered_ranks(nov.reshape(-1, 2)))
         thetas, moments, steps = self.step(state, agent, plan.offset[perturbed][::2], shaped, noise_sum)
-        obs = state.obs
-        for delta in results.stats:
-            obs = obs.add(delta)
+        obs = state.obs.add_all(results.stats)
         cap = caps.next_cap(job, state.episode_cap, results.lengths[perturbed].reshape(-1, 2), self.env_limit)
         new = NoveltyState(thetas, moments, steps, obs, agent_bc, agent_return, archive, archive_generation,
                            archive_agent, agent, weight, best, stagnation, cap, state.generation + 1)
@@ -242,12 +244,13 @@ class NsEs(Strategy):
         return thetas, moments, steps
 
     def save(self, state: NoveltyState) -> Saved:
+        obs = save_obs_stats(state.obs)
         arrays = {"theta": state.thetas[state.best_agent()], "agents/theta": state.thetas,
                   "agents/moments": state.moments, "agents/steps": state.steps, "agents/behaviour": state.agent_bc,
                   "agents/return": state.agent_return, "archive/behaviour": state.archive,
                   "archive/generation": state.archive_generation, "archive/agent": state.archive_agent,
-                  "obs_stats/sum": state.obs.total, "obs_stats/sumsq": state.obs.total_sq}
-        scalars = {"obs_stats/count": state.obs.count, "episode_cap": state.episode_cap,
+                  **obs.arrays}
+        scalars = {**obs.scalars, "episode_cap": state.episode_cap,
                    "agents/pending": state.pending, "agents/generation": state.generation,
                    "agents/weight": state.weight, "agents/best_return": state.best_return,
                    "agents/stagnation": state.stagnation}
@@ -258,8 +261,7 @@ class NsEs(Strategy):
         if a["agents/theta"].shape[0] != self.job.strategy.agents:
             raise KeyError(f"agents/theta (it holds {a['agents/theta'].shape[0]} agents, the job "
                            f"{self.job.strategy.agents})")
-        return NoveltyState(a["agents/theta"], a["agents/moments"], a["agents/steps"],
-                            ObsStats(float(s["obs_stats/count"]), a["obs_stats/sum"], a["obs_stats/sumsq"]),
+        return NoveltyState(a["agents/theta"], a["agents/moments"], a["agents/steps"], load_obs_stats(saved),
                             a["agents/behaviour"], a["agents/return"], a["archive/behaviour"],
                             a["archive/generation"], a["archive/agent"], int(s["agents/pending"]),
                             float(s["agents/weight"]), float(s["agents/best_return"]), int(s["agents/stagnation"]),

@@ -10,10 +10,20 @@ from typing import Literal
 
 import numpy as np
 
-from es_mpi.core import seeds
-from es_mpi.core.noise import sample_offsets
 from es_mpi.runs.schema import key, positive
-from es_mpi.strategies.base import NoiseSum, Plan, Results, Saved, Strategy, StrategyConfig, episodes, evaluation
+from es_mpi.strategies.base import (
+    THETA_ARRAY,
+    THETA_NORM_COLUMN,
+    NoiseSum,
+    Plan,
+    Results,
+    Saved,
+    Strategy,
+    StrategyConfig,
+    antithetic_pairs,
+    evaluation,
+    l2_norm,
+)
 
 
 @dataclass(frozen=True)
@@ -32,22 +42,17 @@ class SearchState:
 class RandomSearch(Strategy):
     kind = "random_search"
     Config = Config
-    arrays = {"theta": ("1", "policy parameters (float32, flat, layer by layer: W then b)")}
-    columns = {"theta_norm": ("f8", "1", "L2 norm of the parameters after the update")}
+    arrays = THETA_ARRAY
+    columns = THETA_NORM_COLUMN
 
     def init(self) -> SearchState:
         return SearchState(self.init_theta())
 
     def plan(self, state: SearchState, generation: int) -> Plan:
-        cfg, seed, g = self.job.strategy, self.job.run.seed, generation
-        offsets = sample_offsets(seeds.stream(seed, g, seeds.OFFSETS), cfg.pairs, self.job.es.noise_table_size,
-                                 self.num_params)
-        pair = np.repeat(np.arange(cfg.pairs), 2)
-        sigma = np.float32(cfg.sigma)
-        env_seeds = np.array([seeds.derive_seed(seed, g, j, seeds.ENV) for j in range(cfg.pairs)], np.int64)
-        train = episodes(2 * cfg.pairs, offset=offsets[pair], scale=np.tile([sigma, -sigma], cfg.pairs),
-                         env_seed=env_seeds[pair], cap=self.env_limit)
-        return Plan.join(evaluation(self.job, g, self.env_limit), train)
+        cfg = self.job.strategy
+        train = antithetic_pairs(self.job, generation, self.num_params, cfg.pairs, cfg.sigma, self.env_limit,
+                                 noisy=False, statistics=False)
+        return Plan.join(evaluation(self.job, generation, self.env_limit), train)
 
     def bases(self, state: SearchState) -> list[np.ndarray]:
         return [state.theta]
@@ -58,7 +63,7 @@ class RandomSearch(Strategy):
         returns = results.returns[plan.train].reshape(-1, 2)
         direction = noise_sum(plan.offset[plan.train][::2], np.sign(returns[:, 0] - returns[:, 1]))
         theta = state.theta + np.float32(cfg.step / cfg.pairs) * direction
-        return SearchState(theta), {"theta_norm": float(np.linalg.norm(theta.astype(np.float64)))}
+        return SearchState(theta), {"theta_norm": l2_norm(theta)}
 
     def save(self, state: SearchState) -> Saved:
         return Saved({"theta": state.theta}, {})
