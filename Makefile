@@ -56,6 +56,7 @@ bench: setup
 # Learning benchmarks: hours of training (run them on an idle machine; interrupted ones resume).
 bench-learning: setup
 	$(VENV)/bin/python bench/learning.py
+	$(VENV)/bin/python bench/paper_table.py
 	$(VENV)/bin/python bench/novelty_maze.py
 
 clean:

@@ -138,9 +138,9 @@ def seed_curves(runs: list[Run], x: str, y: str) -> tuple[np.ndarray, np.ndarray
     return grid, np.array([np.interp(grid, px, py) for px, py in points])
 
 
-def first_reaching(run: Run, threshold: float) -> int | None:
+def first_reaching(metrics: dict[str, np.ndarray], threshold: float) -> int | None:
     """Row of the first evaluation at or above `threshold`."""
-    hits = np.flatnonzero(run.metrics["eval_return"] >= threshold)
+    hits = np.flatnonzero(metrics["eval_return"] >= threshold)
     return int(hits[0]) if hits.size else None
 
 
@@ -159,7 +159,7 @@ def summary_rows(groups: list[Group], thresholds: dict[str, float]) -> list[dict
         best = _mean_std([e.max() if e.size else math.nan for e in evals])
         final = _mean_std([e[-1] if e.size else math.nan for e in evals])
         threshold = thresholds.get(g.env_id, default_threshold(g.env_id))
-        hit_rows = [first_reaching(r, threshold) if threshold is not None else None for r in g.runs]
+        hit_rows = [first_reaching(r.metrics, threshold) if threshold is not None else None for r in g.runs]
         hits = [(r, i) for r, i in zip(g.runs, hit_rows) if i is not None]
         rows.append({
             "task": g.env_id,
