@@ -8,6 +8,7 @@ this process on one core, alternating, several times; the figure that counts is 
 measured in the same run. Prints a table and writes JSON (default bench/out/throughput.json).
 
     python bench/throughput.py [--envs HalfCheetah-v5 Humanoid-v5 Hopper-v5] [--repeats 3] [--steps 20000]
+    python bench/throughput.py --envs --jobs jobs/ars_halfcheetah.yaml   # any job file, e.g. ARS's linear policy
 """
 
 from __future__ import annotations
@@ -111,10 +112,12 @@ def plain_rate(env_id: str, policy, episodes: list[dict]) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def measure(env_id: str, pairs: int, generations: int, repeats: int, slot_counts: list[int]) -> dict:
+def measure(job_file: Path, pairs: int, generations: int, repeats: int, slot_counts: list[int]) -> dict:
     """Training with each number of lockstep slots (1: one gymnasium episode at a time) against the
-    plain replay, alternating within each repeat."""
-    job = load_job(ROOT / "jobs" / JOBS[env_id], [f"es.pairs={pairs}", "es.noise_table_size=20000000"])
+    plain replay, alternating within each repeat. `pairs` sets OpenAI-ES's es.pairs; other strategies
+    keep their job's population."""
+    job = load_job(job_file, [f"es.pairs={pairs}", "es.noise_table_size=20000000"])
+    env_id = job.env.id
     env, limit = make_env(job.env)
     policy = make_policy(job.policy, env)
     contexts = {k: build_context(job, LocalComm(), env, limit, policy, slots=k) for k in slot_counts}
@@ -127,7 +130,7 @@ def measure(env_id: str, pairs: int, generations: int, repeats: int, slot_counts
         plain_rates.append(plain_rate(env_id, policy, episodes))
     plain = statistics.median(plain_rates)
     return {
-        "env": env_id, "job": JOBS[env_id], "params": policy.num_params, "pairs": pairs,
+        "env": env_id, "job": job_file.name, "params": policy.num_params, "pairs": pairs,
         "generations": generations, "episodes": len(episodes), "steps": sum(e["length"] for e in episodes),
         "repeats": repeats, "plain_steps_per_s": plain_rates, "plain_median": plain,
         "training": {str(k): {"steps_per_s": r, "median": statistics.median(r),
@@ -137,18 +140,20 @@ def measure(env_id: str, pairs: int, generations: int, repeats: int, slot_counts
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--envs", nargs="+", default=DEFAULT_ENVS, choices=sorted(JOBS))
+    ap.add_argument("--envs", nargs="*", default=DEFAULT_ENVS, choices=sorted(JOBS))
+    ap.add_argument("--jobs", nargs="+", default=[], help="job files to measure after --envs' jobs")
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--generations", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--slots", type=int, nargs="+", default=[1, 8], help="lockstep simulations per rank")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "throughput.json"))
     args = ap.parse_args()
-    results = [measure(e, args.pairs, args.generations, args.repeats, args.slots) for e in args.envs]
-    print(f"{'env':<16} {'params':>8} {'plain gym steps/s':>18}  training steps/s (ratio) by slots")
+    jobs = [ROOT / "jobs" / JOBS[e] for e in args.envs] + [Path(j).resolve() for j in args.jobs]
+    results = [measure(j, args.pairs, args.generations, args.repeats, args.slots) for j in jobs]
+    print(f"{'job':<24} {'params':>8} {'plain gym steps/s':>18}  training steps/s (ratio) by slots")
     for r in results:
         cells = "  ".join(f"{k}: {t['median']:,.0f} ({t['ratio']:.3f})" for k, t in r["training"].items())
-        print(f"{r['env']:<16} {r['params']:>8,} {r['plain_median']:>18,.0f}  {cells}")
+        print(f"{r['job']:<24} {r['params']:>8,} {r['plain_median']:>18,.0f}  {cells}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.processor() or platform.machine(),
