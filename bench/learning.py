@@ -35,7 +35,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
-from es_mpi.reports.summary import evaluation_axes
+from es_mpi.reports.summary import evaluation_axes, first_reaching
 from es_mpi.runs.job import load_job
 from es_mpi.runs.metrics import read_metrics
 
@@ -58,26 +58,29 @@ class Seed:
     total_wall_s: float
 
 
+def within(metrics: dict[str, np.ndarray], budget_s: float) -> dict[str, np.ndarray]:
+    """The metrics with every evaluation of a row past `budget_s` of training blanked (NaN)."""
+    return {**metrics, "eval_return": np.where(metrics["wall_s"] <= budget_s, metrics["eval_return"], np.nan)}
+
+
 def read_seed(run_dir: Path, seed: int, threshold: float, budget_s: float) -> Seed | None:
     """The outcome so far, counting only generations within the budget; None before the first row."""
-    metrics = run_dir / "metrics.h5"
-    if not metrics.exists():
+    if not (run_dir / "metrics.h5").exists():
         return None
     m = read_metrics(run_dir)
-    evals, steps, wall = m["eval_return"], m["timesteps"], m["wall_s"]
+    steps, wall = m["timesteps"], m["wall_s"]
     if not len(wall):
         return None
+    evals = within(m, budget_s)
+    if not np.isfinite(evals["eval_return"]).any():
+        return Seed(seed, False, 0, 0.0, math.nan, len(wall), int(steps[-1]), float(wall[-1]))
     # an evaluation scores the parameters before its generation: the steps and time they had spent
     axes = evaluation_axes(m)
-    within = wall <= budget_s
-    evaluated = np.flatnonzero(np.isfinite(evals) & within)
-    if not evaluated.size:
-        return Seed(seed, False, 0, 0.0, math.nan, len(wall), int(steps[-1]), float(wall[-1]))
-    hits = evaluated[evals[evaluated] >= threshold]
-    best = evaluated[np.argmax(evals[evaluated])]
-    at = hits[0] if hits.size else best
-    return Seed(seed, bool(hits.size), int(axes["eval_timesteps"][at]), float(axes["eval_wall_s"][at]),
-                float(evals[best]), len(wall), int(steps[-1]), float(wall[-1]))
+    hit = first_reaching(evals, threshold)
+    best = int(np.nanargmax(evals["eval_return"]))
+    at = best if hit is None else hit
+    return Seed(seed, hit is not None, int(axes["eval_timesteps"][at]), float(axes["eval_wall_s"][at]),
+                float(evals["eval_return"][best]), len(wall), int(steps[-1]), float(wall[-1]))
 
 
 def finished(run_dir: Path, generations: int, timesteps: int | None) -> bool:
@@ -169,8 +172,8 @@ def table(results: list[dict]) -> list[str]:
     return rows
 
 
-def write_section(doc: Path, results: list[dict], ranks: int, note: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md; the rest stays as it is."""
+def write_section(doc: Path, heading: str, results: list[dict], ranks: int, note: str) -> None:
+    """Replace (or append) the section `heading` of docs/benchmarks.md; the rest stays as it is."""
     intro = (f"`bench/learning.py` on {time.strftime('%Y-%m-%d')}: {ranks} ranks on a {os.cpu_count()}-core "
              f"{platform.machine()} machine, one seed at a time. Timesteps and wall time are the training env "
              "steps and training time the evaluated parameters had spent (metrics.h5 `eval_timesteps`, "
@@ -178,18 +181,25 @@ def write_section(doc: Path, results: list[dict], ranks: int, note: str) -> None
              "evaluation: the highest within the budget (after the threshold too: a run stops at the end "
              "of the generation after the one that reached it). A seed that missed "
              "counts as slower than any that reached in the median.")
-    lines = [HEADING, "", textwrap.fill(intro, 110), "", *table(results), ""]
+    lines = [heading, "", textwrap.fill(intro, 110), "", *table(results), ""]
     if note:
         lines += [textwrap.fill(note, 110), ""]
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    start = text.find(HEADING + "\n")
+    start = text.find(heading + "\n")
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
     else:
-        end = text.find("\n## ", start + len(HEADING))
+        end = text.find("\n## ", start + len(heading))
         rest = "" if end < 0 else text[end + 1:]
         text = text[:start] + "\n".join(lines) + ("\n" + rest if rest else "")
     doc.write_text(text, encoding="utf-8")
+
+
+def per_job(values: list, jobs: list[str], flag: str) -> list:
+    """One value for every job, or one per job."""
+    if len(values) not in (1, len(jobs)):
+        sys.exit(f"{flag}: give one value or one per job ({len(jobs)}), not {len(values)}")
+    return values * len(jobs) if len(values) == 1 else values
 
 
 def main() -> None:
@@ -198,22 +208,23 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--budget-min", type=float, nargs="+", default=[60.0],
                     help="training wall time per seed, minutes: one for every job or one per job")
-    ap.add_argument("--threshold", type=float, help="evaluation return to reach (default: gymnasium's)")
+    ap.add_argument("--threshold", type=float, nargs="+",
+                    help="evaluation return to reach, one for every job or one per job (default: gymnasium's)")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="job override, repeatable")
     ap.add_argument("--out", default=str(ROOT / "results" / "runs"), help="parent of the run directories")
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "learning.json"))
     ap.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"), help="'' to leave the docs alone")
     ap.add_argument("--note", default="", help="a paragraph under the table: conditions, what fell short")
+    ap.add_argument("--heading", default=HEADING, help="the section of --docs to write (replaced if present)")
     args = ap.parse_args()
-    if len(args.budget_min) not in (1, len(args.jobs)):
-        sys.exit(f"--budget-min: give one budget or one per job ({len(args.jobs)}), not {len(args.budget_min)}")
-    budgets = args.budget_min * len(args.jobs) if len(args.budget_min) == 1 else args.budget_min
+    budgets = per_job(args.budget_min, args.jobs, "--budget-min")
+    thresholds = per_job(args.threshold or [None], args.jobs, "--threshold")
     results = []
-    for name, budget_min in zip(args.jobs, budgets):
+    for name, budget_min, given in zip(args.jobs, budgets, thresholds):
         job = Path(name) if Path(name).is_absolute() else ROOT / name
         env_id = load_job(job, args.set).env.id
-        threshold = args.threshold if args.threshold is not None else gym.spec(env_id).reward_threshold
+        threshold = given if given is not None else gym.spec(env_id).reward_threshold
         if threshold is None:
             sys.exit(f"{env_id} has no gymnasium reward_threshold; pass --threshold")
         print(f"{job.name}: {env_id}, threshold {threshold:g}, {budget_min:g} min per seed", flush=True)
@@ -229,8 +240,8 @@ def main() -> None:
                                "cpus": os.cpu_count(), "note": args.note, "results": results}, indent=2))
     print(f"wrote {out}")
     if args.docs:
-        write_section(Path(args.docs), results, args.ranks, args.note)
-        print(f"wrote the section '{HEADING[3:]}' of {args.docs}")
+        write_section(Path(args.docs), args.heading, results, args.ranks, args.note)
+        print(f"wrote the section '{args.heading[3:]}' of {args.docs}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from es_mpi.runs.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from learning import train_seed  # noqa: E402  (bench/ is not a package)
+from learning import train_seed, within  # noqa: E402  (bench/ is not a package)
 
 MILESTONES = (0.25, 0.5, 0.75, 1.0)
 OVERRIDES = ["run.eval_every=1", "run.eval_episodes=3"]
@@ -67,11 +67,10 @@ class Reached:
 def milestones(metrics: dict[str, np.ndarray], score: float, budget_s: float = math.inf) -> list[Reached | None]:
     """For each of MILESTONES x score: the timesteps and training time of the parameters that first
     evaluated at or above it, counting only evaluations within `budget_s` of training; None if none did."""
-    axes = evaluation_axes(metrics)
-    within = {**metrics, "eval_return": np.where(metrics["wall_s"] <= budget_s, metrics["eval_return"], np.nan)}
+    axes, counted = evaluation_axes(metrics), within(metrics, budget_s)
     out = []
     for fraction in MILESTONES:
-        row = first_reaching(within, fraction * score)
+        row = first_reaching(counted, fraction * score)
         out.append(None if row is None else Reached(int(axes["eval_timesteps"][row]), float(axes["eval_wall_s"][row])))
     return out
 
