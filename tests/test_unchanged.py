@@ -2,7 +2,9 @@
 
 The digests were recorded with the code before that change (commit 60a1262) on an x86_64 AMD EPYC VM;
 BLAS rounding may differ between CPU kinds (README), so on another kind they may need recording anew
-from that commit, never from the code under test.
+from that commit, never from the code under test. Job values changed since then by a measured study are set
+back to their 60a1262 values here (hopper's policy.obs_stat_fraction, docs/learning.md): the digests check
+the engine, not the job's settings.
 """
 
 import hashlib
@@ -16,7 +18,8 @@ CASES = {
                 "09ddd969eeb1cbddb4b3f5ef53a2c6012176142bf6b0d09ee4eace80d616df59",
                 "0f17991a84c0a70dbf8557c6c074665fdba0ff9210307cdfbb2c0bd75eadcd74"),
     "hopper": (["jobs/hopper.yaml", "--set", "es.pairs=6", "--set", "es.noise_table_size=2000000",
-                "--set", "run.generations=3", "--set", "run.eval_every=2"], None,
+                "--set", "run.generations=3", "--set", "run.eval_every=2",
+                "--set", "policy.obs_stat_fraction=0.01"], None,
                "f6023c277a03595c4f44d0cb55be22fb1c24fbcdeb0a92cd862ef36b4b31aa18",
                "518307f4390c8a96a18d9d226442e2745404f31d57a152af6f131c2779b2b61e"),
     "pong": (["jobs/pong.yaml", "--set", "es.pairs=2", "--set", "es.noise_table_size=1000000",
