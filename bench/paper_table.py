@@ -172,6 +172,7 @@ def figure(rows: list[dict], out: Path, path: Path) -> Path:
     for ax in axes[len(rows):]:
         ax.set_visible(False)
     fig.suptitle("es-mpi against the paper's MuJoCo table (dotted: 25/50/75% of TRPO's score, dashed: 100%)")
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     return path
 
@@ -193,6 +194,8 @@ def write_doc(doc: Path, rows: list[dict], meta: dict, image: Path | None) -> No
         *full_table(rows),
         "",
     ]
+    if meta["note"]:
+        head += [meta["note"], ""]
     if image is not None:
         head += [f"![evaluation returns against timesteps]({image.relative_to(doc.parent).as_posix()})", ""]
     old = doc.read_text(encoding="utf-8") if doc.exists() else ""
@@ -211,6 +214,7 @@ def main() -> None:
     ap.add_argument("--collect", action="store_true", help="only read the runs in OUT: train nothing")
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "paper_table.json"))
     ap.add_argument("--docs", default=str(ROOT / "docs" / "learning.md"), help="'' to leave the docs alone")
+    ap.add_argument("--note", default="", help="a paragraph under the table: conditions, what fell short")
     args = ap.parse_args()
     out, budget_s = Path(args.out), args.budget_min * 60
     tasks = [t for t in TASKS if t.job in args.tasks]
@@ -225,7 +229,7 @@ def main() -> None:
         sys.exit(f"no runs of {' '.join(args.tasks)} in {out}")
     print("\n".join(full_table(rows)))
     meta = {"date": time.strftime("%Y-%m-%d"), "ranks": args.ranks, "cpus": os.cpu_count(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "note": args.note}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**meta, "overrides": OVERRIDES, "rows": rows}, indent=2))
