@@ -137,14 +137,17 @@ def train_seed(job: Path, seed: int, run_dir: Path, ranks: int, threshold: float
     return outcome
 
 
+def median(values: list[float | None]) -> float | None:
+    """Median where None (not reached) counts as slower than any figure; None when the median is such."""
+    m = statistics.median([math.inf if v is None else v for v in values])
+    return None if math.isinf(m) else m
+
+
 def median_row(seeds: list[Seed]) -> dict:
     """Medians over seeds; a seed that missed the threshold counts as slower than every seed that reached."""
-    def med(values):
-        m = statistics.median(values)
-        return None if math.isinf(m) else m
     return {"reached": sum(s.reached for s in seeds), "seeds": len(seeds),
-            "timesteps": med([s.timesteps if s.reached else math.inf for s in seeds]),
-            "wall_s": med([s.wall_s if s.reached else math.inf for s in seeds]),
+            "timesteps": median([s.timesteps if s.reached else None for s in seeds]),
+            "wall_s": median([s.wall_s if s.reached else None for s in seeds]),
             "best_return": statistics.median(s.best_return for s in seeds)}
 
 

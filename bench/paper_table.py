@@ -21,7 +21,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from es_mpi.runs.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from learning import train_seed, within  # noqa: E402  (bench/ is not a package)
+from learning import median, train_seed, within  # noqa: E402  (bench/ is not a package)
 
 MILESTONES = (0.25, 0.5, 0.75, 1.0)
 OVERRIDES = ["run.eval_every=1", "run.eval_episodes=3"]
@@ -73,12 +72,6 @@ def milestones(metrics: dict[str, np.ndarray], score: float, budget_s: float = m
         row = first_reaching(counted, fraction * score)
         out.append(None if row is None else Reached(int(axes["eval_timesteps"][row]), float(axes["eval_wall_s"][row])))
     return out
-
-
-def median(values: list[float | None]) -> float | None:
-    """Median where None (not reached) counts as slower than any figure; None when the median is such."""
-    m = statistics.median([math.inf if v is None else v for v in values])
-    return None if math.isinf(m) else m
 
 
 def run_dir(out: Path, task: Task, seed: int) -> Path:
