@@ -90,7 +90,8 @@ def collect(out: Path, task: Task, seeds: list[int], budget_s: float) -> dict | 
             continue
         reached = milestones(m, task.trpo, budget_s)
         evals = m["eval_return"][np.isfinite(m["eval_return"])]
-        found.append({"seed": seed, "milestones": [None if r is None else vars(r) for r in reached],
+        found.append({"seed": seed, "run_dir": str(path),
+                      "milestones": [None if r is None else vars(r) for r in reached],
                       "best_eval": float(evals.max()) if evals.size else math.nan,
                       "timesteps": int(m["timesteps"][-1]), "wall_s": float(m["wall_s"][-1])})
     if not found:
@@ -141,7 +142,7 @@ def full_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def figure(rows: list[dict], out: Path, path: Path) -> Path:
+def figure(rows: list[dict], path: Path) -> Path:
     """One panel per task: every seed's evaluation return against its timesteps, the milestones as
     horizontal lines and the paper's ES timesteps to 100% as a vertical one."""
     from matplotlib.figure import Figure
@@ -149,9 +150,8 @@ def figure(rows: list[dict], out: Path, path: Path) -> Path:
     fig = Figure(figsize=(15, 8.5), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
     for ax, r in zip(axes, rows):
-        task = next(t for t in TASKS if t.env_id == r["env_id"])
         for k, s in enumerate(r["seeds"]):
-            m = read_metrics(run_dir(out, task, s["seed"]))
+            m = read_metrics(Path(s["run_dir"]))
             steps = evaluation_axes(m)["eval_timesteps"]
             keep = np.isfinite(m["eval_return"])
             ax.plot(steps[keep], m["eval_return"][keep], color=f"C{k}", lw=0.8, label=f"seed {s['seed']}")
@@ -231,7 +231,7 @@ def main() -> None:
     print(f"wrote {path}")
     if args.docs:
         doc = Path(args.docs)
-        image = figure(rows, out, doc.parent / "images" / "paper_table.png")
+        image = figure(rows, doc.parent / "images" / "paper_table.png")
         write_doc(doc, rows, meta, image)
         print(f"wrote {doc} and {image}")
 
