@@ -67,6 +67,9 @@ def summarise(method: str, seed: int, run_dir: Path) -> dict:
         if "novelty_s" in f:
             row["novelty_s"] = float(np.mean(f["novelty_s"][1:]))
             row["archive_size"] = int(f["archive_size"][-1])
+        if method == "nsra_es":  # how far the weight on reward came down, and where it ended
+            weight = f["reward_weight"][1:]
+            row["weight_min"], row["weight_final"] = float(weight.min()), float(weight[-1])
     row["final_distance"] = final_distance(run_dir)
     row["reached"] = row["final_distance"] < SUCCESS_RADIUS
     if method != "openai_es":
@@ -117,7 +120,9 @@ def main() -> None:
             rows.setdefault(method, []).append(summarise(method, seed, run_dir))
             r = rows[method][-1]
             print(f"{method:>10} seed {seed}: final distance {r['final_distance']:.2f}"
-                  f"{' (goal)' if r['reached'] else ''}, {r['generations']} generations", flush=True)
+                  f"{' (goal)' if r['reached'] else ''}, {r['generations']} generations"
+                  + (f", reward weight min {r['weight_min']:.2f} final {r['weight_final']:.2f}"
+                     if "weight_min" in r else ""), flush=True)
     print(f"\nDeceptive U-maze, {args.timesteps:,} training timesteps per run, {len(args.seeds)} seeds, "
           f"{args.ranks} ranks")
     print(f"{'method':>10} | reached goal | median final distance | archive reached goal | generations")
