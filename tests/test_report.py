@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import ROOT, run_cli, tiny_job, write_job
 
-from es_mpi.reports.summary import Run, evaluation_axes, mean_interval, seed_curves
+from es_mpi.reports.summary import Run, evaluation_axes, group_runs, load_run, mean_interval, seed_curves
 from es_mpi.runs.metrics import read_metrics
 
 pytest.importorskip("matplotlib")
@@ -72,6 +72,14 @@ def test_report_groups_seeds_and_its_table_matches_metrics(tmp_path):
         assert list(m["eval_timesteps"]) == [0, *m["timesteps"][:-1]]
         assert list(m["eval_wall_s"]) == [0.0, *m["wall_s"][:-1]]
     assert (out / "summary.md").read_text() in proc.stdout and "| 3 4 |" in proc.stdout
+
+    # the figure's legend names each job once, as the table does (not once per panel)
+    from es_mpi.reports.plots import curves_figure
+
+    groups = group_runs([load_run(d) for d in (seed3, other, seed4)])
+    (legend,) = curves_figure(groups, "HalfCheetah-v5").legends
+    assert [t.get_text() for t in legend.get_texts()] == [f"{r['label']} ({len(r['seeds'].split())} seed"
+                                                         f"{'s' if ' ' in r['seeds'] else ''})" for r in rows]
 
 
 def test_files_without_the_evaluation_axes_get_them_from_the_previous_row():

@@ -19,6 +19,12 @@ _PARTS = ["rollout", "wait", "comm", "update"]
 
 
 def learning_curves(groups: list[Group], task: str, path: Path) -> Path:
+    """The figure of `curves_figure`, written to `path`."""
+    curves_figure(groups, task).savefig(path, dpi=100)
+    return path
+
+
+def curves_figure(groups: list[Group], task: str) -> Figure:
     """2x2 panels for one task: evaluation and training return against timesteps and wall time; one
     colour per job, its line the mean over seeds and the band the 95% interval of that mean."""
     fig = Figure(figsize=(12, 8), layout="constrained")
@@ -44,10 +50,14 @@ def learning_curves(groups: list[Group], task: str, path: Path) -> Path:
             ax.set_xlabel(xlabel)
             ax.set_ylabel("return")
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:  # a run without evaluations has no evaluation curve
-                fig.legend(loc="outside lower center", ncols=2, fontsize="small")
-    fig.savefig(path, dpi=100)
-    return path
+    # one entry per job: every panel draws each job once (a run without evaluations misses two panels)
+    entries = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=2, fontsize="small")
+    return fig
 
 
 def time_breakdown(groups: list[Group], path: Path) -> Path:
