@@ -176,7 +176,7 @@ def figure(rows: list[dict], path: Path) -> Path:
         ax.legend(fontsize="small")
     for ax in axes[len(rows):]:
         ax.set_visible(False)
-    fig.suptitle("es-mpi against the paper's MuJoCo table (dotted: 25/50/75% of TRPO's score, dashed: 100%)")
+    fig.suptitle("es-mpi against the paper's MuJoCo table (dotted: Table 3's 25/50/75% milestones, dashed: 100%)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     return path
