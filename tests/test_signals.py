@@ -173,5 +173,5 @@ def test_second_sigint_aborts_all_ranks_at_once(job, tmp_path, rank):
     assert sent is not None, f"the job ended after one SIGINT ({code})\n{run.out}\n{run.err}"
     assert code not in (0, 3), f"{code}\n{run.out}\n{run.err}"
     assert time.monotonic() - sent < 15, "the abort was not prompt"
-    assert run.err.count("aborting all ranks") == 1, run.err
+    assert run.err.count("aborting all ranks") == 1, f"exit {code}\n{run.out}\n{run.err}"
     assert "KeyboardInterrupt" in run.err

@@ -179,6 +179,9 @@ class MpiComm(LocalComm):
     def abort(self, code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        # The launcher kills every rank as soon as it hears of the abort, and may do so before it has
+        # forwarded the lines this rank just wrote: give it a moment, or the error can vanish.
+        time.sleep(0.5)
         self.comm.Abort(code)
 
 
